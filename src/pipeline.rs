@@ -1,0 +1,872 @@
+//! The pipeline: accepted deliveries -> decisions -> effects.
+//!
+//! Deliveries are spread over a few workers by (repository, head_sha), so all events of one
+//! commit are handled one at a time, in arrival order, while different commits proceed in
+//! parallel. A decision is taken and its restart claimed in the ledger under one lock, so
+//! two deliveries of the same failure can never both dispatch.
+//!
+//! Slow follow-ups (confirming in ClickHouse, settling an unknown dispatch) run as their own
+//! tasks so they never hold a worker.
+
+use crate::decide::{Command, Policy, decide};
+use crate::events::{Event, Job};
+use crate::github::{DispatchRequest, DispatchResult, GitHub};
+use crate::ledger::{Ledger, Restart, RestartKey, Status};
+use crate::outcome::{JobState, failing_base_names, judge};
+use crate::store::{DeliveryRow, EventRow, Store};
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+/// One verified, parsed delivery.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: String,
+    pub event_name: String,
+    pub event: Event,
+    pub received_at: DateTime<Utc>,
+    pub body_bytes: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Timing {
+    pub confirm_window: Duration,
+    pub confirm_backoff: Duration,
+    pub dispatch_lookup_delay: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            confirm_window: Duration::from_secs(1800),
+            confirm_backoff: Duration::from_millis(500),
+            dispatch_lookup_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Everything the workers share.
+pub struct Engine {
+    pub policy: Policy,
+    ledger: Mutex<Ledger>,
+    store: Option<Store>,
+    github: Option<GitHub>,
+    timing: Timing,
+    confirming: Mutex<HashSet<String>>,
+    /// Job states when there is no store (in-process replay): (repo, run) -> job id -> state.
+    replay_jobs: Mutex<HashMap<(String, u64), BTreeMap<u64, JobState>>>,
+    /// Deliveries queued or being handled, plus background follow-ups in flight.
+    in_flight: AtomicUsize,
+    idle: Notify,
+}
+
+impl Engine {
+    pub fn new(
+        policy: Policy,
+        store: Option<Store>,
+        github: Option<GitHub>,
+        timing: Timing,
+    ) -> Engine {
+        Engine {
+            policy,
+            ledger: Mutex::new(Ledger::default()),
+            store,
+            github,
+            timing,
+            confirming: Mutex::new(HashSet::new()),
+            replay_jobs: Mutex::new(HashMap::new()),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+        }
+    }
+
+    /// Loads the ledger from ClickHouse and resumes restarts that were mid-dispatch when the
+    /// process stopped (their run is looked up before anything is sent again).
+    pub async fn resume(self: &Arc<Self>) -> anyhow::Result<usize> {
+        let Some(store) = &self.store else {
+            return Ok(0);
+        };
+        let restarts = store.load_restarts(30).await?;
+        let n = restarts.len();
+        let mut unsettled = Vec::new();
+        {
+            let mut ledger = self.ledger.lock().expect("ledger lock");
+            for r in restarts {
+                if matches!(r.status, Status::Dispatching | Status::DispatchUnknown)
+                    && r.restart_run_id.is_none()
+                {
+                    unsettled.push(r.restart_id.clone());
+                }
+                ledger.put(r);
+            }
+        }
+        for id in unsettled {
+            self.spawn_follow_up(settle_unknown(self.clone(), id, false));
+        }
+        Ok(n)
+    }
+
+    pub fn restarts(&self, key: &RestartKey) -> Vec<Restart> {
+        self.ledger
+            .lock()
+            .expect("ledger lock")
+            .restarts(key)
+            .to_vec()
+    }
+
+    pub fn all_restarts(&self) -> Vec<Restart> {
+        self.ledger
+            .lock()
+            .expect("ledger lock")
+            .all()
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until no delivery or follow-up is in flight (tests, replay, shutdown).
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.idle.notified();
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.in_flight.load(Ordering::SeqCst) == 0;
+            }
+        }
+    }
+
+    fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn end(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    fn spawn_follow_up(self: &Arc<Self>, fut: impl Future<Output = ()> + Send + 'static) {
+        self.begin();
+        let me = self.clone();
+        tokio::spawn(async move {
+            fut.await;
+            me.end();
+        });
+    }
+
+    /// Decides and carries out one delivery; returns what was decided.
+    pub async fn handle(self: &Arc<Self>, d: &Delivery) -> Vec<Command> {
+        let commands = {
+            let mut ledger = self.ledger.lock().expect("ledger lock");
+            let commands = decide(&d.event, &d.id, &ledger, &self.policy, Utc::now());
+            // Claim new restarts before the lock is released: the next delivery for the
+            // same commit already sees them.
+            for c in &commands {
+                if let Command::Dispatch { restart } = c {
+                    ledger.put((**restart).clone());
+                }
+            }
+            commands
+        };
+        // Writes of evidence first (job states, mirror rows), then what reads them.
+        let (writes, rest): (Vec<&Command>, Vec<&Command>) = commands.iter().partition(|c| {
+            matches!(
+                c,
+                Command::RecordJob { .. } | Command::MirrorRun { .. } | Command::MirrorJob { .. }
+            )
+        });
+        for c in writes.into_iter().chain(rest) {
+            self.execute(c, d).await;
+        }
+        self.record_delivery(d, &commands).await;
+        commands
+    }
+
+    async fn execute(self: &Arc<Self>, c: &Command, d: &Delivery) {
+        match c {
+            Command::Ignore { .. } => {}
+            Command::Skip {
+                key,
+                original_run_id,
+                reason,
+            } => {
+                tracing::info!(%key, original_run_id, reason, "restart skipped");
+                self.log(EventRow::for_key(key, "skipped", &d.id, reason.clone()))
+                    .await;
+            }
+            Command::Dispatch { restart } => self.dispatch((**restart).clone()).await,
+            Command::RecordJob { repo, job } if self.store.is_none() => {
+                self.replay_jobs
+                    .lock()
+                    .expect("replay jobs lock")
+                    .entry((repo.clone(), job.run_id))
+                    .or_default()
+                    .insert(job.id, job_state(job));
+            }
+            Command::RecordJob { repo, job } => {
+                if let Some(store) = &self.store
+                    && let Err(e) = store.record_jobs(repo, std::slice::from_ref(job)).await
+                {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        job = job.id,
+                        "recording a job failed"
+                    );
+                }
+            }
+            Command::MirrorRun { repo, run } => {
+                if let Some(store) = &self.store
+                    && let Err(e) = store.mirror_runs(repo, std::slice::from_ref(run)).await
+                {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        run = run.id,
+                        "mirroring a run failed"
+                    );
+                }
+            }
+            Command::MirrorJob { repo, job } => {
+                if let Some(store) = &self.store
+                    && let Err(e) = store.mirror_jobs(repo, std::slice::from_ref(job)).await
+                {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        job = job.id,
+                        "mirroring a job failed"
+                    );
+                }
+            }
+            Command::AttachRun {
+                restart_id,
+                run_id,
+                run_url,
+            } => {
+                let updated = self
+                    .update(restart_id, |r| {
+                        r.restart_run_id = Some(*run_id);
+                        if !run_url.is_empty() {
+                            r.run_url = run_url.clone();
+                        }
+                        if matches!(r.status, Status::Dispatching | Status::DispatchUnknown) {
+                            r.status = Status::Dispatched;
+                            r.dispatched_at.get_or_insert(r.requested_at);
+                        }
+                    })
+                    .await;
+                if let Some(r) = updated {
+                    self.log(EventRow::for_restart(
+                        &r,
+                        "run_attached",
+                        format!("run {run_id} belongs to this restart"),
+                    ))
+                    .await;
+                }
+            }
+            Command::Confirm { restart_id } => {
+                let fresh = self
+                    .confirming
+                    .lock()
+                    .expect("confirming lock")
+                    .insert(restart_id.clone());
+                if fresh {
+                    self.spawn_follow_up(confirm(self.clone(), restart_id.clone()));
+                }
+            }
+            Command::Evaluate {
+                restart_id,
+                run_conclusion,
+            } => self.evaluate(restart_id, run_conclusion).await,
+        }
+    }
+
+    /// Updates a restart in the ledger and persists the new version.
+    async fn update(&self, restart_id: &str, f: impl FnOnce(&mut Restart)) -> Option<Restart> {
+        let updated = self
+            .ledger
+            .lock()
+            .expect("ledger lock")
+            .update(restart_id, f)?;
+        self.persist(&updated).await;
+        Some(updated)
+    }
+
+    async fn persist(&self, r: &Restart) -> bool {
+        let Some(store) = &self.store else {
+            return true;
+        };
+        match store.upsert_restart(r).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(
+                    restart = r.restart_id,
+                    error = format!("{e:#}"),
+                    "persisting a restart failed"
+                );
+                false
+            }
+        }
+    }
+
+    async fn log(&self, row: EventRow) {
+        tracing::info!(
+            kind = row.kind,
+            repo = row.repo,
+            sha = row.head_sha,
+            "{}",
+            row.message
+        );
+        if let Some(store) = &self.store
+            && let Err(e) = store.record_events(std::slice::from_ref(&row)).await
+        {
+            tracing::error!(error = format!("{e:#}"), "recording an event failed");
+        }
+    }
+
+    async fn record_delivery(&self, d: &Delivery, commands: &[Command]) {
+        let Some(store) = &self.store else { return };
+        let (repo, sha) = d.event.commit_key().unwrap_or(("", ""));
+        let installation_id = match &d.event {
+            Event::WorkflowRun(e) => e.installation_id,
+            Event::WorkflowJob(e) => e.installation_id,
+            _ => None,
+        };
+        let decision = commands
+            .iter()
+            .filter(|c| !matches!(c, Command::MirrorRun { .. } | Command::MirrorJob { .. }))
+            .map(Command::describe)
+            .collect::<Vec<_>>()
+            .join("; ");
+        let row = DeliveryRow {
+            delivery_id: d.id.clone(),
+            event: d.event_name.clone(),
+            action: d.event.action().to_string(),
+            repo: repo.to_string(),
+            head_sha: sha.to_string(),
+            installation_id,
+            received_at: d.received_at,
+            processed_at: Utc::now(),
+            decision,
+            body_bytes: d.body_bytes,
+        };
+        if let Err(e) = store.record_deliveries(&[row]).await {
+            tracing::error!(
+                delivery = d.id,
+                error = format!("{e:#}"),
+                "recording a delivery failed"
+            );
+        }
+    }
+
+    async fn dispatch(self: &Arc<Self>, r: Restart) {
+        let req = DispatchRequest {
+            repo: r.key.repo.clone(),
+            workflow_file: r.workflow_file.clone(),
+            git_ref: r.trunk_ref(),
+            inputs: None,
+        };
+        if r.dry_run {
+            self.persist(&r).await;
+            self.log(
+                EventRow::for_restart(
+                    &r,
+                    "dispatch_dry_run",
+                    format!("would POST {} ref={}", req.route(), req.git_ref),
+                )
+                .with_details(&req.body(true)),
+            )
+            .await;
+            return;
+        }
+        // The intent is durable before the POST, so a crash in between is found at start-up.
+        if !self.persist(&r).await {
+            self.update(&r.restart_id, |x| {
+                x.status = Status::DispatchFailed;
+                x.reason =
+                    "the restart could not be recorded in ClickHouse, so it was not dispatched"
+                        .into();
+            })
+            .await;
+            return;
+        }
+        let Some(gh) = &self.github else {
+            let u = self
+                .update(&r.restart_id, |x| {
+                    x.status = Status::DispatchFailed;
+                    x.reason = "no GitHub credentials are configured".into();
+                })
+                .await;
+            if let Some(u) = u {
+                self.log(EventRow::for_restart(
+                    &u,
+                    "dispatch_failed",
+                    u.reason.clone(),
+                ))
+                .await;
+            }
+            return;
+        };
+        let result = gh
+            .dispatch(&req, r.installation_id)
+            .await
+            .unwrap_or_else(|e| DispatchResult::Rejected {
+                status: 0,
+                message: format!("not sent: {e:#}"),
+            });
+        let unknown = matches!(result, DispatchResult::Unknown { .. });
+        self.apply_dispatch_result(&r.restart_id, result, "dispatched")
+            .await;
+        if unknown {
+            self.spawn_follow_up(settle_unknown(self.clone(), r.restart_id.clone(), true));
+        }
+    }
+
+    async fn apply_dispatch_result(&self, restart_id: &str, result: DispatchResult, ok_kind: &str) {
+        let now = Utc::now();
+        let (kind, updated) = match result {
+            DispatchResult::Created { run_id, html_url } => (
+                ok_kind,
+                self.update(restart_id, |x| {
+                    x.status = Status::Dispatched;
+                    x.dispatched_at = Some(now);
+                    x.restart_run_id = Some(run_id);
+                    x.run_url = html_url;
+                    x.reason = format!("dispatched run {run_id}");
+                })
+                .await,
+            ),
+            DispatchResult::Accepted => (
+                ok_kind,
+                self.update(restart_id, |x| {
+                    x.status = Status::Dispatched;
+                    x.dispatched_at = Some(now);
+                    x.reason = "dispatched (GitHub returned no run id)".into();
+                })
+                .await,
+            ),
+            DispatchResult::Rejected { status, message } => (
+                "dispatch_failed",
+                self.update(restart_id, |x| {
+                    x.status = Status::DispatchFailed;
+                    x.reason = if status == 0 {
+                        message
+                    } else {
+                        format!("GitHub answered {status}: {message}")
+                    };
+                })
+                .await,
+            ),
+            DispatchResult::Unknown { reason } => (
+                "dispatch_unknown",
+                self.update(restart_id, |x| {
+                    x.status = Status::DispatchUnknown;
+                    x.reason = format!("{reason}; the run will be looked up before any resend");
+                })
+                .await,
+            ),
+        };
+        if let Some(u) = updated {
+            self.log(EventRow::for_restart(&u, kind, u.reason.clone()))
+                .await;
+        }
+    }
+
+    /// Job states of a run: what the webhooks told us, completed from the REST API when the
+    /// webhooks left gaps (missed deliveries, jobs not finished when the run completed).
+    async fn jobs_of(&self, r: &Restart, run_id: u64, need_failures: bool) -> Vec<JobState> {
+        let Some(store) = &self.store else {
+            let jobs = self.replay_jobs.lock().expect("replay jobs lock");
+            return jobs
+                .get(&(r.key.repo.clone(), run_id))
+                .map(|m| m.values().cloned().collect())
+                .unwrap_or_default();
+        };
+        let known = store
+            .job_states(&r.key.repo, run_id)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    run_id,
+                    "reading job states failed"
+                );
+                vec![]
+            });
+        let gap = known.is_empty()
+            || known.iter().any(|j| j.status != "completed")
+            || (need_failures && failing_base_names(&known).is_empty());
+        let Some(gh) = &self.github else { return known };
+        if !gap {
+            return known;
+        }
+        match gh.run_jobs(&r.key.repo, run_id, r.installation_id).await {
+            Ok(jobs) if !jobs.is_empty() => {
+                if let Err(e) = store.record_jobs(&r.key.repo, &jobs).await {
+                    tracing::error!(error = format!("{e:#}"), "recording fetched jobs failed");
+                }
+                jobs.iter().map(job_state).collect()
+            }
+            Ok(_) => known,
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    run_id,
+                    "listing jobs from GitHub failed"
+                );
+                known
+            }
+        }
+    }
+
+    async fn evaluate(&self, restart_id: &str, run_conclusion: &str) {
+        let Some(r) = self
+            .ledger
+            .lock()
+            .expect("ledger lock")
+            .get(restart_id)
+            .cloned()
+        else {
+            return;
+        };
+        let Some(run_id) = r.restart_run_id else {
+            return;
+        };
+        let original = self.jobs_of(&r, r.original_run_id, true).await;
+        let restarted = self.jobs_of(&r, run_id, false).await;
+        let j = judge(&original, &restarted);
+        let now = Utc::now();
+        let verdict = j.verdict;
+        let reason = format!("run {run_id} concluded {run_conclusion}; {}", j.reason);
+        let Some(u) = self
+            .update(restart_id, |x| {
+                x.status = Status::Completed;
+                x.completed_at = Some(now);
+                x.outcome = Some(verdict);
+                x.reason = reason.clone();
+            })
+            .await
+        else {
+            return;
+        };
+        if let Some(store) = &self.store
+            && let Err(e) = store.record_verdicts(&u, &j.jobs).await
+        {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "recording per-job verdicts failed"
+            );
+        }
+        self.log(
+            EventRow::for_restart(&u, "outcome", format!("{verdict}: {reason}")).with_details(&j),
+        )
+        .await;
+    }
+}
+
+fn job_state(j: &Job) -> JobState {
+    JobState {
+        name: j.name.clone(),
+        status: j.status.clone(),
+        conclusion: j.conclusion.clone(),
+    }
+}
+
+/// Confirms a restart in ClickHouse with PyTorch's query, retrying with backoff while
+/// ingestion catches up, for at most the confirmation window.
+async fn confirm(engine: Arc<Engine>, restart_id: String) {
+    let Some(store) = engine.store.clone() else {
+        engine.confirming.lock().expect("lock").remove(&restart_id);
+        return;
+    };
+    let Some(r) = engine
+        .ledger
+        .lock()
+        .expect("lock")
+        .get(&restart_id)
+        .cloned()
+    else {
+        return;
+    };
+    let started = tokio::time::Instant::now();
+    let mut wait = engine.timing.confirm_backoff;
+    let mut last_error = None;
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        match store.restart_visible(&r.key).await {
+            Ok(true) => {
+                let now = Utc::now();
+                let since = r.dispatched_at.unwrap_or(r.requested_at);
+                let latency = (now - since).num_milliseconds().max(0) as u64;
+                if let Some(u) = engine
+                    .update(&restart_id, |x| {
+                        x.confirmed_at = Some(now);
+                        x.confirm_latency_ms = Some(latency);
+                        if x.status != Status::Completed {
+                            x.status = Status::Confirmed;
+                        }
+                    })
+                    .await
+                {
+                    engine
+                        .log(EventRow::for_restart(
+                            &u,
+                            "confirmed",
+                            format!("restart jobs visible in ClickHouse {latency} ms after dispatch ({tries} queries)"),
+                        ))
+                        .await;
+                }
+                break;
+            }
+            Ok(false) => {}
+            Err(e) => last_error = Some(format!("{e:#}")),
+        }
+        if started.elapsed() + wait > engine.timing.confirm_window {
+            let reason = format!(
+                "restart jobs not visible in ClickHouse after {} s ({tries} queries){}",
+                engine.timing.confirm_window.as_secs(),
+                last_error
+                    .map(|e| format!("; last error: {e}"))
+                    .unwrap_or_default()
+            );
+            if let Some(u) = engine
+                .update(&restart_id, |x| {
+                    if x.status != Status::Completed {
+                        x.status = Status::Unconfirmed;
+                    }
+                })
+                .await
+            {
+                engine
+                    .log(EventRow::for_restart(&u, "unconfirmed", reason))
+                    .await;
+            }
+            break;
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(60));
+    }
+    engine.confirming.lock().expect("lock").remove(&restart_id);
+}
+
+/// Settles a dispatch whose outcome is unknown: list the workflow's dispatched runs on
+/// `trunk/{sha}` first; adopt a run that appeared since the restart was requested; only if
+/// there is none, send the POST once more (`resend`), and look again if that too is unknown.
+async fn settle_unknown(engine: Arc<Engine>, restart_id: String, resend: bool) {
+    let Some(gh) = engine.github.clone() else {
+        return;
+    };
+    let mut may_resend = resend;
+    loop {
+        tokio::time::sleep(engine.timing.dispatch_lookup_delay).await;
+        let Some(r) = engine
+            .ledger
+            .lock()
+            .expect("lock")
+            .get(&restart_id)
+            .cloned()
+        else {
+            return;
+        };
+        if r.restart_run_id.is_some() || !r.status.awaits_run() {
+            return; // a webhook already told us
+        }
+        let taken: HashSet<u64> = engine
+            .ledger
+            .lock()
+            .expect("lock")
+            .restarts(&r.key)
+            .iter()
+            .filter_map(|x| x.restart_run_id)
+            .collect();
+        let since = r.requested_at - chrono::Duration::seconds(120);
+        match gh
+            .dispatched_runs(
+                &r.key.repo,
+                &r.workflow_file,
+                &r.trunk_ref(),
+                r.installation_id,
+            )
+            .await
+        {
+            Ok(runs) => {
+                if let Some(run) = runs
+                    .iter()
+                    .filter(|run| run.created_at >= since && !taken.contains(&run.id))
+                    .min_by_key(|run| run.created_at)
+                {
+                    engine
+                        .apply_dispatch_result(
+                            &restart_id,
+                            DispatchResult::Created {
+                                run_id: run.id,
+                                html_url: run.html_url.clone(),
+                            },
+                            "run_found",
+                        )
+                        .await;
+                    return;
+                }
+            }
+            Err(e) => {
+                let reason = format!("could not list runs on {}: {e:#}", r.trunk_ref());
+                if let Some(u) = engine
+                    .update(&restart_id, |x| x.reason = reason.clone())
+                    .await
+                {
+                    engine
+                        .log(EventRow::for_restart(&u, "lookup_failed", reason))
+                        .await;
+                }
+                return; // never resend without a successful lookup
+            }
+        }
+        if !may_resend {
+            let u = engine
+                .update(&restart_id, |x| {
+                    x.status = Status::DispatchUnknown;
+                    x.reason = format!(
+                        "no run found on {} after an unknown dispatch outcome",
+                        x.trunk_ref()
+                    );
+                })
+                .await;
+            if let Some(u) = u {
+                engine
+                    .log(EventRow::for_restart(
+                        &u,
+                        "dispatch_unknown",
+                        u.reason.clone(),
+                    ))
+                    .await;
+            }
+            return;
+        }
+        may_resend = false;
+        let req = DispatchRequest {
+            repo: r.key.repo.clone(),
+            workflow_file: r.workflow_file.clone(),
+            git_ref: r.trunk_ref(),
+            inputs: None,
+        };
+        engine
+            .log(EventRow::for_restart(
+                &r,
+                "dispatch_resent",
+                "no run found after an unknown outcome; sending once more",
+            ))
+            .await;
+        let result = gh
+            .dispatch(&req, r.installation_id)
+            .await
+            .unwrap_or_else(|e| DispatchResult::Rejected {
+                status: 0,
+                message: format!("not sent: {e:#}"),
+            });
+        let unknown = matches!(result, DispatchResult::Unknown { .. });
+        engine
+            .apply_dispatch_result(&restart_id, result, "dispatched")
+            .await;
+        if !unknown {
+            return;
+        }
+    }
+}
+
+/// Why a delivery could not be queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EnqueueError {
+    /// The worker's queue is full: answer 503 with `Retry-After`.
+    Full,
+    /// Shutting down.
+    Closed,
+}
+
+/// The workers and their bounded queues.
+pub struct Pipeline {
+    engine: Arc<Engine>,
+    /// Emptied at shutdown, which closes the queues.
+    senders: std::sync::RwLock<Vec<mpsc::Sender<Delivery>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Pipeline {
+    pub fn start(engine: Arc<Engine>, workers: usize, capacity: usize) -> Pipeline {
+        let per_worker = capacity.div_ceil(workers).max(1);
+        let mut senders = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (tx, mut rx) = mpsc::channel::<Delivery>(per_worker);
+            let engine = engine.clone();
+            senders.push(tx);
+            handles.push(tokio::spawn(async move {
+                while let Some(d) = rx.recv().await {
+                    let decided = engine.handle(&d).await;
+                    tracing::debug!(delivery = d.id, event = d.event_name, decisions = ?decided.iter().map(Command::describe).collect::<Vec<_>>());
+                    engine.end();
+                }
+            }));
+        }
+        Pipeline {
+            engine,
+            senders: std::sync::RwLock::new(senders),
+            workers: Mutex::new(handles),
+        }
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Queues a delivery without waiting; the intake answers 503 when this fails.
+    pub fn try_enqueue(&self, d: Delivery) -> Result<(), EnqueueError> {
+        let senders = self.senders.read().expect("senders lock");
+        if senders.is_empty() {
+            return Err(EnqueueError::Closed);
+        }
+        let shard = match d.event.commit_key() {
+            Some(key) => {
+                let mut h = DefaultHasher::new();
+                key.hash(&mut h);
+                (h.finish() % senders.len() as u64) as usize
+            }
+            None => 0,
+        };
+        self.engine.begin();
+        senders[shard].try_send(d).map_err(|e| {
+            self.engine.end();
+            match e {
+                mpsc::error::TrySendError::Full(_) => EnqueueError::Full,
+                mpsc::error::TrySendError::Closed(_) => EnqueueError::Closed,
+            }
+        })
+    }
+
+    /// Deliveries waiting in the queues.
+    pub fn queued(&self) -> usize {
+        self.senders
+            .read()
+            .expect("senders lock")
+            .iter()
+            .map(|s| s.max_capacity() - s.capacity())
+            .sum()
+    }
+
+    /// Stops taking deliveries, lets the workers finish what is queued, and waits for
+    /// follow-ups up to `grace`.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.senders.write().expect("senders lock").clear();
+        let workers: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.workers.lock().expect("workers lock"));
+        for w in workers {
+            let _ = w.await;
+        }
+        self.engine.wait_idle(grace).await
+    }
+}

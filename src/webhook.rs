@@ -1,0 +1,288 @@
+//! Webhook intake: verify the signature over the raw body, check the headers, parse into our
+//! own event types, drop repeated delivery ids, queue, answer. Nothing here waits on GitHub
+//! or ClickHouse, so the answer comes in well under GitHub's 10 s deadline.
+//!
+//! Status codes (a short JSON body always says what happened):
+//! 202 accepted (also: an event type we ignore, a delivery id already seen);
+//! 401 missing or wrong `X-Hub-Signature-256`; 400 missing `X-GitHub-Event` or
+//! `X-GitHub-Delivery`, or a body that is not the JSON the event needs; 413 above 25 MiB;
+//! 503 with `Retry-After` when the work queue is full or the App is stopping.
+
+use crate::events::{self, Event};
+use crate::pipeline::{Delivery, EnqueueError, Pipeline};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use sha2::Sha256;
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+/// GitHub caps payloads at 25 MB; anything larger is not a GitHub delivery.
+pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
+
+/// How many recent delivery ids are remembered to answer repeats without work.
+const RECENT_IDS: usize = 100_000;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Checks `sha256=<hex>` against HMAC-SHA256 of `body` under any of `secrets`
+/// (several during a rotation), in constant time.
+pub fn verify_signature(secrets: &[SecretString], header: Option<&str>, body: &[u8]) -> bool {
+    let Some(sig) = header
+        .and_then(|h| h.trim().strip_prefix("sha256="))
+        .and_then(|hex_sig| hex::decode(hex_sig).ok())
+    else {
+        return false;
+    };
+    secrets.iter().any(|s| {
+        let mut mac = HmacSha256::new_from_slice(s.expose_secret().as_bytes())
+            .expect("HMAC accepts keys of any length");
+        mac.update(body);
+        mac.verify_slice(&sig).is_ok()
+    })
+}
+
+/// `sha256=<hex>` for `body` (replay, tests, benchmarks).
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac =
+        HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Recently seen delivery ids, bounded (oldest forgotten first).
+#[derive(Default)]
+struct RecentIds {
+    set: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl RecentIds {
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+    /// False when the id was already there.
+    fn insert(&mut self, id: String) -> bool {
+        if !self.set.insert(id.clone()) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > RECENT_IDS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
+    fn forget(&mut self, id: &str) {
+        if self.set.remove(id) {
+            self.order.retain(|x| x != id);
+        }
+    }
+}
+
+pub struct Intake {
+    secrets: Vec<SecretString>,
+    pipeline: Arc<Pipeline>,
+    recent: Mutex<RecentIds>,
+}
+
+impl Intake {
+    pub fn new(secrets: Vec<SecretString>, pipeline: Arc<Pipeline>) -> Intake {
+        Intake {
+            secrets,
+            pipeline,
+            recent: Mutex::new(RecentIds::default()),
+        }
+    }
+
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
+    }
+}
+
+fn reply(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// `POST /webhook`.
+pub async fn receive(
+    State(intake): State<Arc<Intake>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            let status = rejection.status();
+            let error = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!("body is larger than {MAX_BODY_BYTES} bytes (GitHub's cap)")
+            } else {
+                format!("could not read the body: {}", rejection.body_text())
+            };
+            return reply(status, json!({ "error": error }));
+        }
+    };
+    if !verify_signature(
+        &intake.secrets,
+        header_str(&headers, "x-hub-signature-256"),
+        &body,
+    ) {
+        let error = if headers.contains_key("x-hub-signature-256") {
+            "X-Hub-Signature-256 does not match the body"
+        } else {
+            "X-Hub-Signature-256 is missing"
+        };
+        tracing::warn!(
+            delivery = header_str(&headers, "x-github-delivery"),
+            error,
+            "rejected delivery"
+        );
+        return reply(StatusCode::UNAUTHORIZED, json!({ "error": error }));
+    }
+    let Some(event_name) = header_str(&headers, "x-github-event") else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            json!({ "error": "X-GitHub-Event is missing" }),
+        );
+    };
+    let Some(delivery_id) = header_str(&headers, "x-github-delivery") else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            json!({ "error": "X-GitHub-Delivery is missing" }),
+        );
+    };
+    if intake
+        .recent
+        .lock()
+        .expect("recent ids lock")
+        .contains(delivery_id)
+    {
+        return reply(
+            StatusCode::ACCEPTED,
+            json!({ "status": "duplicate", "delivery": delivery_id }),
+        );
+    }
+    let event = match events::parse(event_name, &body) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(delivery = delivery_id, event = event_name, error = %e, "bad payload");
+            return reply(StatusCode::BAD_REQUEST, json!({ "error": e.to_string() }));
+        }
+    };
+    let status = match &event {
+        Event::Other { .. } => "ignored",
+        _ => "accepted",
+    };
+    let delivery = Delivery {
+        id: delivery_id.to_string(),
+        event_name: event_name.to_string(),
+        event,
+        received_at: chrono::Utc::now(),
+        body_bytes: body.len().min(u32::MAX as usize) as u32,
+    };
+    // Claim the id before queueing, so two copies arriving together are queued once.
+    if !intake
+        .recent
+        .lock()
+        .expect("recent ids lock")
+        .insert(delivery_id.to_string())
+    {
+        return reply(
+            StatusCode::ACCEPTED,
+            json!({ "status": "duplicate", "delivery": delivery_id }),
+        );
+    }
+    match intake.pipeline.try_enqueue(delivery) {
+        Ok(()) => reply(
+            StatusCode::ACCEPTED,
+            json!({ "status": status, "delivery": delivery_id, "event": event_name }),
+        ),
+        Err(e) => {
+            intake
+                .recent
+                .lock()
+                .expect("recent ids lock")
+                .forget(delivery_id);
+            let (retry, error) = match e {
+                EnqueueError::Full => ("5", "the work queue is full; retry later"),
+                EnqueueError::Closed => ("30", "the App is shutting down; retry later"),
+            };
+            let mut resp = reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": error }));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(retry));
+            resp
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// GitHub's published test vector (docs: "Validating webhook deliveries").
+    #[test]
+    fn github_signature_test_vector() {
+        let secret = "It's a Secret to Everybody";
+        let expected = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        assert_eq!(sign(secret, b"Hello, World!"), expected);
+        let secrets = [SecretString::from(secret.to_string())];
+        assert!(verify_signature(&secrets, Some(expected), b"Hello, World!"));
+        assert!(!verify_signature(
+            &secrets,
+            Some(expected),
+            b"Hello, World?"
+        ));
+        assert!(!verify_signature(&secrets, None, b"Hello, World!"));
+        assert!(!verify_signature(
+            &secrets,
+            Some("sha256=zz"),
+            b"Hello, World!"
+        ));
+        assert!(!verify_signature(
+            &secrets,
+            Some(&expected[7..]),
+            b"Hello, World!"
+        ));
+    }
+
+    #[test]
+    fn any_secret_of_a_rotation_verifies() {
+        let secrets = [
+            SecretString::from("old".to_string()),
+            SecretString::from("new".to_string()),
+        ];
+        assert!(verify_signature(&secrets, Some(&sign("new", b"x")), b"x"));
+        assert!(verify_signature(&secrets, Some(&sign("old", b"x")), b"x"));
+        assert!(!verify_signature(
+            &secrets,
+            Some(&sign("other", b"x")),
+            b"x"
+        ));
+    }
+
+    #[test]
+    fn recent_ids_are_bounded() {
+        let mut r = RecentIds::default();
+        for i in 0..(RECENT_IDS + 10) {
+            r.insert(i.to_string());
+        }
+        assert!(!r.contains("0"));
+        assert!(r.contains(&(RECENT_IDS + 9).to_string()));
+        assert_eq!(r.set.len(), RECENT_IDS);
+    }
+}

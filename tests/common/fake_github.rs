@@ -1,0 +1,490 @@
+//! A fake GitHub REST API with state, served over HTTP on loopback so that our real octocrab
+//! client talks to it exactly as to api.github.com. It checks App JWTs (RS256, signed by the
+//! App's key, `iat`/`exp` within GitHub's limits), issues installation tokens that expire,
+//! creates runs for dispatches and answers as GitHub's REST API documents; each dispatch
+//! answer can be scripted (422, 500 after creating the run, 401 on an expired token, ...).
+
+#![allow(dead_code)]
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const APP_ID: u64 = 4242;
+
+#[derive(Debug, Clone)]
+pub enum DispatchAnswer {
+    /// 200 with `workflow_run_id` when asked for run details, else 204.
+    Create,
+    /// 204 even when run details were asked for (older GitHub).
+    CreateNoDetails,
+    /// 4xx with GitHub's error body; nothing created.
+    Reject(u16, String),
+    /// Creates the run, then answers this 5xx (GitHub's documented hazard).
+    FailAfterCreate(u16),
+    /// Answers this 5xx without creating anything.
+    FailBeforeCreate(u16),
+    /// The token in use has expired: 401, nothing created.
+    ExpireToken,
+    /// Creates the run after this delay (a slow GitHub).
+    Slow(Duration),
+}
+
+#[derive(Debug, Clone)]
+pub struct Dispatch {
+    pub repo: String,
+    pub workflow: String,
+    pub body: Value,
+    pub token: String,
+    pub at: Instant,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeRun {
+    pub id: u64,
+    pub repo: String,
+    pub workflow_file: String,
+    pub head_sha: String,
+    pub head_branch: String,
+    pub event: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+pub struct GhState {
+    decoding: DecodingKey,
+    pub installations: HashMap<u64, Vec<String>>,
+    /// token -> (installation, still valid)
+    pub tokens: HashMap<String, (u64, bool)>,
+    pub tokens_issued: u32,
+    /// (method, path with query) of every request, in order.
+    pub requests: Vec<(String, String, Instant)>,
+    pub dispatches: Vec<Dispatch>,
+    pub runs: Vec<FakeRun>,
+    pub jobs: HashMap<u64, Vec<Value>>,
+    pub answers: VecDeque<DispatchAnswer>,
+    pub next_run_id: u64,
+    /// Workflow files by path: contents for the contents API.
+    pub files: HashMap<String, String>,
+    pub workflows: Vec<(String, String, String)>,
+}
+
+#[derive(Clone)]
+pub struct FakeGitHub {
+    pub url: String,
+    pub state: Arc<Mutex<GhState>>,
+}
+
+type Shared = Arc<Mutex<GhState>>;
+
+fn gh_error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(json!({
+            "message": message,
+            "documentation_url": "https://docs.github.com/rest",
+            "status": status.as_u16().to_string(),
+        })),
+    )
+        .into_response()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::to_string)
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    iat: i64,
+    exp: i64,
+    iss: Value,
+}
+
+/// Checks an App JWT as GitHub does.
+fn check_jwt(st: &GhState, headers: &HeaderMap) -> Result<(), Response> {
+    let token = bearer(headers)
+        .ok_or_else(|| gh_error(StatusCode::UNAUTHORIZED, "Requires authentication"))?;
+    let mut v = Validation::new(Algorithm::RS256);
+    // `iss` is checked below: GitHub accepts the numeric App id octocrab sends.
+    v.set_required_spec_claims(&["exp"]);
+    let data = jsonwebtoken::decode::<Claims>(&token, &st.decoding, &v).map_err(|e| {
+        gh_error(
+            StatusCode::UNAUTHORIZED,
+            &format!("A JSON web token could not be decoded: {e}"),
+        )
+    })?;
+    let c = data.claims;
+    let now = chrono::Utc::now().timestamp();
+    let iss_ok = c.iss == json!(APP_ID) || c.iss == json!(APP_ID.to_string());
+    if !iss_ok || c.iat > now + 5 || c.exp - c.iat > 660 || c.exp <= now {
+        return Err(gh_error(
+            StatusCode::UNAUTHORIZED,
+            "'Expiration time' claim ('exp') is too far in the future",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an installation token and that its installation covers `repo`.
+fn check_token(st: &GhState, headers: &HeaderMap, repo: &str) -> Result<String, Response> {
+    let token = bearer(headers)
+        .ok_or_else(|| gh_error(StatusCode::UNAUTHORIZED, "Requires authentication"))?;
+    match st.tokens.get(&token) {
+        Some((inst, true))
+            if st
+                .installations
+                .get(inst)
+                .is_some_and(|r| r.iter().any(|x| x == repo)) =>
+        {
+            Ok(token)
+        }
+        Some((_, true)) => Err(gh_error(StatusCode::NOT_FOUND, "Not Found")),
+        _ => Err(gh_error(StatusCode::UNAUTHORIZED, "Bad credentials")),
+    }
+}
+
+async fn log_requests(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    st.lock()
+        .unwrap()
+        .requests
+        .push((req.method().to_string(), path, Instant::now()));
+    next.run(req).await
+}
+
+async fn access_tokens(
+    State(st): State<Shared>,
+    Path(id): Path<u64>,
+    headers: HeaderMap,
+) -> Response {
+    let mut s = st.lock().unwrap();
+    if let Err(r) = check_jwt(&s, &headers) {
+        return r;
+    }
+    if !s.installations.contains_key(&id) {
+        return gh_error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    s.tokens_issued += 1;
+    let token = format!("ghs_test{:04}_{id}", s.tokens_issued);
+    s.tokens.insert(token.clone(), (id, true));
+    let expires = (chrono::Utc::now() + chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    (
+        StatusCode::CREATED,
+        Json(json!({
+            "token": token, "expires_at": expires,
+            "permissions": {"actions": "write", "metadata": "read", "contents": "read"},
+            "repository_selection": "all"
+        })),
+    )
+        .into_response()
+}
+
+async fn repo_installation(
+    State(st): State<Shared>,
+    Path((o, r)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let s = st.lock().unwrap();
+    if let Err(r) = check_jwt(&s, &headers) {
+        return r;
+    }
+    let repo = format!("{o}/{r}");
+    match s
+        .installations
+        .iter()
+        .find(|(_, repos)| repos.contains(&repo))
+    {
+        Some((id, _)) => Json(json!({"id": id, "app_id": APP_ID})).into_response(),
+        None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+fn create_run(s: &mut GhState, repo: &str, workflow: &str, git_ref: &str) -> u64 {
+    let id = s.next_run_id;
+    s.next_run_id += 1;
+    let sha = git_ref
+        .strip_prefix("trunk/")
+        .unwrap_or(git_ref)
+        .to_string();
+    s.runs.push(FakeRun {
+        id,
+        repo: repo.into(),
+        workflow_file: workflow.into(),
+        head_sha: sha,
+        head_branch: git_ref.into(),
+        event: "workflow_dispatch".into(),
+        created_at: chrono::Utc::now(),
+    });
+    id
+}
+
+async fn dispatches(
+    State(st): State<Shared>,
+    Path((o, r, wf)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let repo = format!("{o}/{r}");
+    let (answer, token) = {
+        let mut s = st.lock().unwrap();
+        let token = match check_token(&s, &headers, &repo) {
+            Ok(t) => t,
+            Err(resp) => return resp,
+        };
+        let answer = s.answers.pop_front().unwrap_or(DispatchAnswer::Create);
+        if let DispatchAnswer::ExpireToken = answer {
+            if let Some(t) = s.tokens.get_mut(&token) {
+                t.1 = false;
+            }
+            return gh_error(StatusCode::UNAUTHORIZED, "Bad credentials");
+        }
+        (answer, token)
+    };
+    let Ok(body_json) = serde_json::from_slice::<Value>(&body) else {
+        return gh_error(StatusCode::BAD_REQUEST, "Problems parsing JSON");
+    };
+    let Some(git_ref) = body_json
+        .get("ref")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return gh_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid request.\n\n\"ref\" wasn't supplied.",
+        );
+    };
+    let details = body_json.get("return_run_details") == Some(&Value::Bool(true));
+    if let DispatchAnswer::Slow(d) = &answer {
+        tokio::time::sleep(*d).await;
+    }
+    let mut s = st.lock().unwrap();
+    s.dispatches.push(Dispatch {
+        repo: repo.clone(),
+        workflow: wf.clone(),
+        body: body_json.clone(),
+        token,
+        at: Instant::now(),
+    });
+    match answer {
+        DispatchAnswer::Reject(code, msg) => gh_error(StatusCode::from_u16(code).unwrap(), &msg),
+        DispatchAnswer::FailBeforeCreate(code) => {
+            gh_error(StatusCode::from_u16(code).unwrap(), "Server Error")
+        }
+        DispatchAnswer::FailAfterCreate(code) => {
+            create_run(&mut s, &repo, &wf, &git_ref);
+            gh_error(StatusCode::from_u16(code).unwrap(), "Server Error")
+        }
+        DispatchAnswer::CreateNoDetails => {
+            create_run(&mut s, &repo, &wf, &git_ref);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        DispatchAnswer::Create | DispatchAnswer::Slow(_) | DispatchAnswer::ExpireToken => {
+            let id = create_run(&mut s, &repo, &wf, &git_ref);
+            if details {
+                Json(json!({
+                    "workflow_run_id": id,
+                    "run_url": format!("https://api.github.com/repos/{repo}/actions/runs/{id}"),
+                    "html_url": format!("https://github.com/{repo}/actions/runs/{id}"),
+                }))
+                .into_response()
+            } else {
+                StatusCode::NO_CONTENT.into_response()
+            }
+        }
+    }
+}
+
+fn run_json(r: &FakeRun) -> Value {
+    json!({
+        "id": r.id, "name": "trunk", "path": format!(".github/workflows/{}", r.workflow_file),
+        "head_sha": r.head_sha, "head_branch": r.head_branch, "event": r.event,
+        "status": "queued", "conclusion": null, "run_attempt": 1, "workflow_id": 1,
+        "created_at": r.created_at.to_rfc3339(), "updated_at": r.created_at.to_rfc3339(),
+        "html_url": format!("https://github.com/{}/actions/runs/{}", r.repo, r.id),
+        "url": format!("https://api.github.com/repos/{}/actions/runs/{}", r.repo, r.id),
+    })
+}
+
+async fn list_runs(
+    State(st): State<Shared>,
+    Path((o, r, wf)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let repo = format!("{o}/{r}");
+    let s = st.lock().unwrap();
+    if let Err(resp) = check_token(&s, &headers, &repo) {
+        return resp;
+    }
+    let runs: Vec<Value> = s
+        .runs
+        .iter()
+        .rev()
+        .filter(|x| x.repo == repo && x.workflow_file == wf)
+        .filter(|x| q.get("branch").is_none_or(|b| &x.head_branch == b))
+        .filter(|x| q.get("event").is_none_or(|e| &x.event == e))
+        .map(run_json)
+        .collect();
+    Json(json!({"total_count": runs.len(), "workflow_runs": runs})).into_response()
+}
+
+async fn list_jobs(
+    State(st): State<Shared>,
+    Path((o, r, run)): Path<(String, String, u64)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let repo = format!("{o}/{r}");
+    let s = st.lock().unwrap();
+    if let Err(resp) = check_token(&s, &headers, &repo) {
+        return resp;
+    }
+    let all = s.jobs.get(&run).cloned().unwrap_or_default();
+    let per_page: usize = q.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(30);
+    let page: usize = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+    let jobs: Vec<Value> = all
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .cloned()
+        .collect();
+    Json(json!({"total_count": all.len(), "jobs": jobs})).into_response()
+}
+
+async fn list_workflows(
+    State(st): State<Shared>,
+    Path((o, r)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let repo = format!("{o}/{r}");
+    let s = st.lock().unwrap();
+    if let Err(resp) = check_token(&s, &headers, &repo) {
+        return resp;
+    }
+    let wfs: Vec<Value> = s
+        .workflows
+        .iter()
+        .enumerate()
+        .map(|(i, (name, path, state))| json!({"id": i + 1, "name": name, "path": path, "state": state}))
+        .collect();
+    Json(json!({"total_count": wfs.len(), "workflows": wfs})).into_response()
+}
+
+async fn contents(
+    State(st): State<Shared>,
+    Path((o, r, path)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    use base64::Engine;
+    let repo = format!("{o}/{r}");
+    let s = st.lock().unwrap();
+    if let Err(resp) = check_token(&s, &headers, &repo) {
+        return resp;
+    }
+    match s.files.get(&path) {
+        Some(text) => Json(json!({
+            "type": "file", "path": path, "encoding": "base64",
+            "content": base64::engine::general_purpose::STANDARD.encode(text),
+        }))
+        .into_response(),
+        None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+impl FakeGitHub {
+    /// Starts on a free loopback port with one installation covering `repos`.
+    pub async fn start(installation: u64, repos: &[&str]) -> FakeGitHub {
+        let public = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/keys/test-app.public-key.pem"
+        ))
+        .unwrap();
+        let state = Arc::new(Mutex::new(GhState {
+            decoding: DecodingKey::from_rsa_pem(&public).unwrap(),
+            installations: HashMap::from([(
+                installation,
+                repos.iter().map(|r| r.to_string()).collect(),
+            )]),
+            tokens: HashMap::new(),
+            tokens_issued: 0,
+            requests: vec![],
+            dispatches: vec![],
+            runs: vec![],
+            jobs: HashMap::new(),
+            answers: VecDeque::new(),
+            next_run_id: 9_100_000_001,
+            files: HashMap::new(),
+            workflows: vec![(
+                "trunk".into(),
+                ".github/workflows/trunk.yml".into(),
+                "active".into(),
+            )],
+        }));
+        let app = Router::new()
+            .route("/app/installations/{id}/access_tokens", post(access_tokens))
+            .route("/repos/{o}/{r}/installation", get(repo_installation))
+            .route(
+                "/repos/{o}/{r}/actions/workflows/{wf}/dispatches",
+                post(dispatches),
+            )
+            .route("/repos/{o}/{r}/actions/workflows/{wf}/runs", get(list_runs))
+            .route("/repos/{o}/{r}/actions/runs/{run}/jobs", get(list_jobs))
+            .route("/repos/{o}/{r}/actions/workflows", get(list_workflows))
+            .route("/repos/{o}/{r}/contents/{*path}", get(contents))
+            .fallback(|| async { gh_error(StatusCode::NOT_FOUND, "Not Found") })
+            .layer(middleware::from_fn_with_state(state.clone(), log_requests))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        FakeGitHub { url, state }
+    }
+
+    pub fn script(&self, answers: impl IntoIterator<Item = DispatchAnswer>) {
+        self.state.lock().unwrap().answers.extend(answers);
+    }
+
+    pub fn dispatches(&self) -> Vec<Dispatch> {
+        self.state.lock().unwrap().dispatches.clone()
+    }
+
+    /// Requests whose method and path (with query) contain `needle`.
+    pub fn requests_matching(&self, method: &str, needle: &str) -> Vec<(String, Instant)> {
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|(m, p, _)| m == method && p.contains(needle))
+            .map(|(_, p, t)| (p.clone(), *t))
+            .collect()
+    }
+
+    pub fn tokens_issued(&self) -> u32 {
+        self.state.lock().unwrap().tokens_issued
+    }
+
+    pub fn set_jobs(&self, run_id: u64, jobs: Vec<Value>) {
+        self.state.lock().unwrap().jobs.insert(run_id, jobs);
+    }
+}

@@ -1,0 +1,437 @@
+//! Test harness: the real router, pipeline and store, a real ClickHouse engine (a database of
+//! its own per test), and the fake GitHub above. Payloads are built from the real fixtures.
+
+#![allow(dead_code)]
+
+pub mod fake_github;
+
+use autorevert::config::{ClickHouseConfig, GitHubAuth, GitHubConfig, Tables};
+use autorevert::decide::{Policy, RestartAction};
+use autorevert::github::GitHub;
+use autorevert::ledger::{Restart, RestartKey};
+use autorevert::pipeline::{Engine, Pipeline, Timing};
+use autorevert::store::Store;
+use autorevert::webhook::{Intake, sign};
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use fake_github::{APP_ID, FakeGitHub};
+use http_body_util::BodyExt;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+pub const SECRET: &str = "test-webhook-secret";
+pub const INSTALLATION: u64 = 48123456;
+pub const REPO: &str = "pytorch/pytorch";
+
+/// The ClickHouse every test runs against. Never skipped: without one the tests fail.
+pub fn clickhouse_url() -> String {
+    std::env::var("CLICKHOUSE_URL").unwrap_or_else(|_| {
+        panic!(
+            "CLICKHOUSE_URL is not set. Run the tests with `scripts/test` (it starts the local \
+             ClickHouse in clickhouse-local/), or point CLICKHOUSE_URL at a ClickHouse server."
+        )
+    })
+}
+
+/// A fresh database on the test ClickHouse, with the App's tables and the mirror in it.
+pub async fn fresh_store() -> Store {
+    let db = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let cfg = ClickHouseConfig {
+        url: url::Url::parse(&clickhouse_url()).expect("CLICKHOUSE_URL is a URL"),
+        user: None,
+        password: None,
+        tables: Tables {
+            job: format!("{db}.workflow_job"),
+            run: format!("{db}.workflow_run"),
+            job_by_sha: format!("{db}.workflow_job_by_head_sha"),
+            database: db,
+        },
+        ingest: true,
+    };
+    let store = Store::new(&cfg);
+    store
+        .migrate()
+        .await
+        .expect("migrating a fresh test database");
+    store
+}
+
+pub struct Options {
+    pub action: RestartAction,
+    pub max_restarts: u32,
+    pub confirm_window: Duration,
+    pub workflows: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            action: RestartAction::Run,
+            max_restarts: 1,
+            confirm_window: Duration::from_secs(20),
+            workflows: vec!["trunk".into()],
+        }
+    }
+}
+
+pub struct TestApp {
+    pub router: Router,
+    pub engine: Arc<Engine>,
+    pub pipeline: Arc<Pipeline>,
+    pub store: Store,
+    pub github: FakeGitHub,
+}
+
+impl TestApp {
+    pub async fn start() -> TestApp {
+        TestApp::with(Options::default()).await
+    }
+
+    pub async fn with(o: Options) -> TestApp {
+        // Logs only when asked for: RUST_LOG=autorevert=debug cargo test ...
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+        }
+        let store = fresh_store().await;
+        let github = FakeGitHub::start(INSTALLATION, &[REPO]).await;
+        TestApp::assemble(o, store, github).await
+    }
+
+    /// Builds the App over an existing store and fake GitHub (e.g. a restart of the process).
+    pub async fn assemble(o: Options, store: Store, github: FakeGitHub) -> TestApp {
+        let key = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/keys/test-app.private-key.pem"
+        ))
+        .unwrap();
+        let gh = GitHub::new(&GitHubConfig {
+            api_url: url::Url::parse(&github.url).unwrap(),
+            auth: GitHubAuth::App {
+                app_id: APP_ID,
+                key: jsonwebtoken::EncodingKey::from_rsa_pem(&key).unwrap(),
+            },
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap();
+        let policy = Policy {
+            repos: vec![REPO.into()],
+            workflows: o.workflows,
+            main_branch: "main".into(),
+            max_restarts: o.max_restarts,
+            action: o.action,
+            ingest: true,
+            simulate: false,
+        };
+        let engine = Arc::new(Engine::new(
+            policy,
+            Some(store.clone()),
+            Some(gh),
+            Timing {
+                confirm_window: o.confirm_window,
+                confirm_backoff: Duration::from_millis(50),
+                dispatch_lookup_delay: Duration::from_millis(50),
+            },
+        ));
+        engine.resume().await.expect("loading the ledger");
+        let pipeline = Arc::new(Pipeline::start(engine.clone(), 4, 1024));
+        let intake = Arc::new(Intake::new(
+            vec![SecretString::from(SECRET.to_string())],
+            pipeline.clone(),
+        ));
+        TestApp {
+            router: autorevert::server::router(intake),
+            engine,
+            pipeline,
+            store,
+            github,
+        }
+    }
+
+    /// Delivers a body as GitHub would (signed, fresh delivery id); returns status and JSON.
+    pub async fn deliver(&self, event: &str, body: &[u8]) -> (StatusCode, Value) {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.deliver_as(event, &id, body).await
+    }
+
+    pub async fn deliver_as(
+        &self,
+        event: &str,
+        delivery: &str,
+        body: &[u8],
+    ) -> (StatusCode, Value) {
+        self.post(
+            Some(event),
+            Some(delivery),
+            Some(sign(SECRET, body)),
+            body.to_vec(),
+        )
+        .await
+    }
+
+    /// A raw POST /webhook with any subset of GitHub's headers.
+    pub async fn post(
+        &self,
+        event: Option<&str>,
+        delivery: Option<&str>,
+        signature: Option<String>,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::post("/webhook").header("content-type", "application/json");
+        if let Some(e) = event {
+            req = req.header("x-github-event", e);
+        }
+        if let Some(d) = delivery {
+            req = req.header("x-github-delivery", d);
+        }
+        if let Some(s) = signature {
+            req = req.header("x-hub-signature-256", s);
+        }
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&bytes)}));
+        (status, json)
+    }
+
+    /// Waits until every delivery and follow-up has been handled.
+    pub async fn settle(&self) {
+        assert!(
+            self.engine.wait_idle(Duration::from_secs(60)).await,
+            "the pipeline did not settle within 60 s"
+        );
+    }
+
+    pub fn key(sha: &str) -> RestartKey {
+        RestartKey {
+            repo: REPO.into(),
+            workflow: "trunk".into(),
+            head_sha: sha.into(),
+        }
+    }
+
+    /// The restarts of a commit as ClickHouse has them (FINAL), not as memory does.
+    pub async fn stored_restarts(&self, sha: &str) -> Vec<Restart> {
+        self.store.restarts_for(&TestApp::key(sha)).await.unwrap()
+    }
+
+    pub async fn event_kinds(&self, sha: &str) -> Vec<String> {
+        self.store
+            .events_for(&TestApp::key(sha))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
+    }
+}
+
+// ---- payloads, built from the real fixtures in fixtures/github ----
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/fixtures/github/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+pub fn fixture_bytes(rel: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn as_app_delivery(p: &mut Value, repo: &str) {
+    p["repository"]["full_name"] = json!(repo);
+    p["installation"] =
+        json!({"id": INSTALLATION, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uNDgxMjM0NTY="});
+}
+
+/// A `workflow_run` delivery of trunk on pytorch/pytorch; `edit` changes anything else.
+pub fn run_payload(
+    action: &str,
+    id: u64,
+    sha: &str,
+    event: &str,
+    branch: &str,
+    conclusion: Option<&str>,
+    edit: impl FnOnce(&mut Value),
+) -> Vec<u8> {
+    let mut p = fixture("workflow_run.completed.json");
+    as_app_delivery(&mut p, REPO);
+    p["action"] = json!(action);
+    let r = &mut p["workflow_run"];
+    r["id"] = json!(id);
+    r["name"] = json!("trunk");
+    r["path"] = json!(".github/workflows/trunk.yml");
+    r["head_sha"] = json!(sha);
+    r["head_branch"] = json!(branch);
+    r["event"] = json!(event);
+    r["status"] = json!(if action == "completed" {
+        "completed"
+    } else {
+        action
+    });
+    r["conclusion"] = json!(conclusion);
+    r["html_url"] = json!(format!("https://github.com/{REPO}/actions/runs/{id}"));
+    edit(&mut p);
+    serde_json::to_vec(&p).unwrap()
+}
+
+/// A `workflow_job` delivery of a trunk job on pytorch/pytorch.
+pub fn job_payload(
+    action: &str,
+    id: u64,
+    run_id: u64,
+    sha: &str,
+    branch: &str,
+    name: &str,
+    conclusion: Option<&str>,
+) -> Vec<u8> {
+    let mut p = fixture("workflow_job.completed.failure.json");
+    as_app_delivery(&mut p, REPO);
+    p["action"] = json!(action);
+    let j = &mut p["workflow_job"];
+    j["id"] = json!(id);
+    j["run_id"] = json!(run_id);
+    j["head_sha"] = json!(sha);
+    j["head_branch"] = json!(branch);
+    j["name"] = json!(name);
+    j["workflow_name"] = json!("trunk");
+    j["status"] = json!(if action == "completed" {
+        "completed"
+    } else {
+        action
+    });
+    j["conclusion"] = json!(conclusion);
+    j["url"] = json!(format!(
+        "https://api.github.com/repos/{REPO}/actions/jobs/{id}"
+    ));
+    serde_json::to_vec(&p).unwrap()
+}
+
+/// A REST job object (GET .../runs/{id}/jobs), from the real pytorch/pytorch response.
+pub fn rest_job(id: u64, run_id: u64, sha: &str, name: &str, conclusion: &str) -> Value {
+    let mut j = fixture("pytorch.list-jobs-for-run.response.json")["jobs"][0].clone();
+    j["id"] = json!(id);
+    j["run_id"] = json!(run_id);
+    j["head_sha"] = json!(sha);
+    j["name"] = json!(name);
+    j["status"] = json!("completed");
+    j["conclusion"] = json!(conclusion);
+    j
+}
+
+pub fn sha(n: u32) -> String {
+    format!("{:040x}", 0xabc0_0000_u64 + n as u64)
+}
+
+pub const TEST_1: &str = "linux-jammy-py3.10-gcc11 / test (default, 1, 2, linux.4xlarge)";
+pub const TEST_2: &str = "linux-jammy-py3.10-gcc11 / test (default, 2, 2, linux.4xlarge)";
+pub const BUILD: &str = "linux-jammy-py3.10-gcc11 / build";
+
+impl TestApp {
+    /// The original trunk run on main: its jobs complete, then the run fails.
+    pub async fn original_failure(&self, sha: &str, run_id: u64, jobs: &[(&str, &str)]) {
+        for (i, (name, concl)) in jobs.iter().enumerate() {
+            let body = job_payload(
+                "completed",
+                run_id * 100 + i as u64,
+                run_id,
+                sha,
+                "main",
+                name,
+                Some(concl),
+            );
+            assert_eq!(
+                self.deliver("workflow_job", &body).await.0,
+                StatusCode::ACCEPTED
+            );
+        }
+        let body = run_payload(
+            "completed",
+            run_id,
+            sha,
+            "push",
+            "main",
+            Some("failure"),
+            |_| {},
+        );
+        assert_eq!(
+            self.deliver("workflow_run", &body).await.0,
+            StatusCode::ACCEPTED
+        );
+    }
+
+    /// GitHub's follow-ups for a dispatched run: requested, its jobs, completed.
+    pub async fn restart_follow_ups(
+        &self,
+        sha: &str,
+        run_id: u64,
+        jobs: &[(&str, &str)],
+        conclusion: &str,
+    ) {
+        let tag = format!("trunk/{sha}");
+        let body = run_payload(
+            "requested",
+            run_id,
+            sha,
+            "workflow_dispatch",
+            &tag,
+            None,
+            |_| {},
+        );
+        assert_eq!(
+            self.deliver("workflow_run", &body).await.0,
+            StatusCode::ACCEPTED
+        );
+        for (i, (name, _)) in jobs.iter().enumerate() {
+            let body = job_payload(
+                "queued",
+                run_id * 100 + i as u64,
+                run_id,
+                sha,
+                &tag,
+                name,
+                None,
+            );
+            assert_eq!(
+                self.deliver("workflow_job", &body).await.0,
+                StatusCode::ACCEPTED
+            );
+        }
+        for (i, (name, concl)) in jobs.iter().enumerate() {
+            let body = job_payload(
+                "completed",
+                run_id * 100 + i as u64,
+                run_id,
+                sha,
+                &tag,
+                name,
+                Some(concl),
+            );
+            assert_eq!(
+                self.deliver("workflow_job", &body).await.0,
+                StatusCode::ACCEPTED
+            );
+        }
+        let body = run_payload(
+            "completed",
+            run_id,
+            sha,
+            "workflow_dispatch",
+            &tag,
+            Some(conclusion),
+            |_| {},
+        );
+        assert_eq!(
+            self.deliver("workflow_run", &body).await.0,
+            StatusCode::ACCEPTED
+        );
+    }
+}

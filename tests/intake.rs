@@ -1,0 +1,189 @@
+//! `POST /webhook` as GitHub and attackers see it: signatures, headers, bad bodies, sizes.
+
+mod common;
+
+use autorevert::webhook::sign;
+use axum::http::StatusCode;
+use common::*;
+
+#[tokio::test]
+async fn wrong_or_missing_signature_is_401_and_nothing_is_recorded() {
+    let app = TestApp::start().await;
+    let sha = sha(10);
+    let body = run_payload(
+        "completed",
+        5,
+        &sha,
+        "push",
+        "main",
+        Some("failure"),
+        |_| {},
+    );
+    let (status, json) = app
+        .post(
+            Some("workflow_run"),
+            Some("d-wrong"),
+            Some(sign("not-the-secret", &body)),
+            body.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        json["error"].as_str().unwrap().contains("does not match"),
+        "{json}"
+    );
+    let (status, json) = app
+        .post(Some("workflow_run"), Some("d-missing"), None, body.clone())
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        json["error"].as_str().unwrap().contains("missing"),
+        "{json}"
+    );
+    // A valid signature over another body does not verify this one either.
+    let mut tampered = body.clone();
+    tampered.extend_from_slice(b" ");
+    let (status, _) = app
+        .post(
+            Some("workflow_run"),
+            Some("d-tampered"),
+            Some(sign(SECRET, &body)),
+            tampered,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    app.settle().await;
+    assert!(app.github.dispatches().is_empty());
+    assert!(app.stored_restarts(&sha).await.is_empty());
+    for id in ["d-wrong", "d-missing", "d-tampered"] {
+        assert!(
+            app.store.delivery(id).await.unwrap().is_none(),
+            "{id} was recorded"
+        );
+    }
+}
+
+#[tokio::test]
+async fn missing_github_headers_are_400() {
+    let app = TestApp::start().await;
+    let body = b"{}".to_vec();
+    let (s, j) = app
+        .post(None, Some("d1"), Some(sign(SECRET, &body)), body.clone())
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(j["error"].as_str().unwrap().contains("X-GitHub-Event"));
+    let (s, j) = app
+        .post(Some("ping"), None, Some(sign(SECRET, &body)), body)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(j["error"].as_str().unwrap().contains("X-GitHub-Delivery"));
+}
+
+#[tokio::test]
+async fn truncated_json_is_400_and_not_a_panic() {
+    let app = TestApp::start().await;
+    let body = run_payload(
+        "completed",
+        5,
+        &sha(11),
+        "push",
+        "main",
+        Some("failure"),
+        |_| {},
+    );
+    for cut in [1, body.len() / 3, body.len() / 2, body.len() - 1] {
+        let (s, j) = app.deliver("workflow_run", &body[..cut]).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "cut at {cut}: {j}");
+        assert!(j["error"].as_str().unwrap().contains("workflow_run"), "{j}");
+    }
+    // JSON, but not what the event needs.
+    let (s, _) = app
+        .deliver(
+            "workflow_job",
+            br#"{"action":"completed","workflow_job":{"id":"x"}}"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = app.deliver("workflow_run", b"[]").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn unknown_event_and_ping_are_accepted_and_recorded() {
+    let app = TestApp::start().await;
+    let (s, j) = app
+        .deliver_as("issues", "d-issues", br#"{"action":"opened"}"#)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(j["status"], "ignored");
+    let ping = fixture_bytes("github/ping.with-app_id.json");
+    let (s, j) = app.deliver_as("ping", "d-ping", &ping).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{j}");
+    app.settle().await;
+    let row = app
+        .store
+        .delivery("d-issues")
+        .await
+        .unwrap()
+        .expect("recorded");
+    assert!(row.decision.contains("not handled"), "{}", row.decision);
+    assert!(app.store.delivery("d-ping").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn body_over_25_mib_is_413() {
+    let app = TestApp::start().await;
+    let body = vec![b' '; 25 * 1024 * 1024 + 1];
+    let (s, j) = app
+        .post(
+            Some("workflow_run"),
+            Some("big"),
+            Some(sign(SECRET, &body)),
+            body,
+        )
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(j["error"].as_str().unwrap().contains("larger"), "{j}");
+}
+
+#[tokio::test]
+async fn real_fixtures_parse_and_are_accepted() {
+    let app = TestApp::start().await;
+    for (event, file) in [
+        ("workflow_run", "github/workflow_run.completed.json"),
+        (
+            "workflow_run",
+            "github/workflow_run.completed.with-pull-requests.json",
+        ),
+        ("workflow_run", "github/workflow_run.requested.json"),
+        ("workflow_job", "github/workflow_job.completed.failure.json"),
+        ("workflow_job", "github/workflow_job.completed.success.json"),
+        ("workflow_job", "github/workflow_job.queued.json"),
+        ("workflow_job", "github/workflow_job.in_progress.json"),
+    ] {
+        let (s, j) = app.deliver(event, &fixture_bytes(file)).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{file}: {j}");
+    }
+    app.settle().await;
+    assert!(
+        app.github.dispatches().is_empty(),
+        "no fixture is a pytorch/pytorch trunk failure"
+    );
+}
+
+#[tokio::test]
+async fn health_endpoint_answers() {
+    let app = TestApp::start().await;
+    use tower::ServiceExt;
+    let resp = app
+        .router
+        .clone()
+        .oneshot(
+            axum::http::Request::get("/healthz")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
