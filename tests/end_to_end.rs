@@ -54,9 +54,15 @@ async fn failed_trunk_run_is_dispatched_confirmed_and_reproduced() {
         d.body,
         json!({"ref": format!("trunk/{sha}"), "return_run_details": true})
     );
-    let state = app.github.state.lock().unwrap();
-    assert_eq!(state.tokens.get(&d.token).map(|t| t.0), Some(INSTALLATION));
-    drop(state);
+    let token_installation = app
+        .github
+        .state
+        .lock()
+        .unwrap()
+        .tokens
+        .get(&d.token)
+        .map(|t| t.0);
+    assert_eq!(token_installation, Some(INSTALLATION));
 
     // The ledger in ClickHouse: confirmed with a latency, completed, reproduced.
     let r = &app.stored_restarts(&sha).await[0];
