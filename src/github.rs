@@ -68,6 +68,8 @@ pub struct GitHub {
     base: Arc<Octocrab>,
     is_app: bool,
     installations: Arc<Mutex<HashMap<u64, Arc<Octocrab>>>>,
+    /// Held while a token is looked up, so concurrent first requests fetch one token.
+    token_lock: Arc<tokio::sync::Mutex<()>>,
     repo_installations: Arc<Mutex<HashMap<String, u64>>>,
 }
 
@@ -124,6 +126,7 @@ impl GitHub {
             base: Arc::new(builder.build().context("building the GitHub client")?),
             is_app,
             installations: Default::default(),
+            token_lock: Default::default(),
             repo_installations: Default::default(),
         })
     }
@@ -156,6 +159,8 @@ impl GitHub {
         };
         // Make sure a token is at hand (cached, or fetched with the App JWT) before any
         // request: a failure here means nothing was sent, which callers can rely on.
+        // One lookup at a time, so concurrent first requests share one fetched token.
+        let _one_fetch_at_a_time = self.token_lock.lock().await;
         client.installation_token().await.map_err(|e| {
             anyhow!(
                 "could not get an installation token for installation {id}: {}",

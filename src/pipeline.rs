@@ -13,6 +13,7 @@ use crate::events::{Event, Job};
 use crate::github::{DispatchRequest, DispatchResult, GitHub};
 use crate::ledger::{Ledger, Restart, RestartKey, Status};
 use crate::outcome::{JobState, failing_base_names, judge};
+use crate::recorder::{Entry, Recorder};
 use crate::store::{DeliveryRow, EventRow, Store};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -55,6 +56,7 @@ pub struct Engine {
     pub policy: Policy,
     ledger: Mutex<Ledger>,
     store: Option<Store>,
+    recorder: Option<Recorder>,
     github: Option<GitHub>,
     timing: Timing,
     confirming: Mutex<HashSet<String>>,
@@ -72,9 +74,13 @@ impl Engine {
         github: Option<GitHub>,
         timing: Timing,
     ) -> Engine {
+        let recorder = store
+            .clone()
+            .map(|s| Recorder::start(s, Duration::from_millis(100), 5000));
         Engine {
             policy,
             ledger: Mutex::new(Ledger::default()),
+            recorder,
             store,
             github,
             timing,
@@ -129,16 +135,33 @@ impl Engine {
     }
 
     /// Waits until no delivery or follow-up is in flight (tests, replay, shutdown).
+    /// Recorded rows are flushed to ClickHouse before it returns.
     pub async fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
-        loop {
+        let idle = loop {
             let notified = self.idle.notified();
             if self.in_flight.load(Ordering::SeqCst) == 0 {
-                return true;
+                break true;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.in_flight.load(Ordering::SeqCst) == 0;
+                break self.in_flight.load(Ordering::SeqCst) == 0;
             }
+        };
+        self.flush().await;
+        idle
+    }
+
+    /// Writes what the recorder holds (before reading what it recorded).
+    pub async fn flush(&self) -> bool {
+        match &self.recorder {
+            Some(r) => r.flush().await,
+            None => true,
+        }
+    }
+
+    async fn record(&self, e: Entry) {
+        if let Some(r) = &self.recorder {
+            r.add(e).await;
         }
     }
 
@@ -211,37 +234,15 @@ impl Engine {
                     .insert(job.id, job_state(job));
             }
             Command::RecordJob { repo, job } => {
-                if let Some(store) = &self.store
-                    && let Err(e) = store.record_jobs(repo, std::slice::from_ref(job)).await
-                {
-                    tracing::error!(
-                        error = format!("{e:#}"),
-                        job = job.id,
-                        "recording a job failed"
-                    );
-                }
+                self.record(Entry::Job(repo.clone(), (**job).clone())).await
             }
             Command::MirrorRun { repo, run } => {
-                if let Some(store) = &self.store
-                    && let Err(e) = store.mirror_runs(repo, std::slice::from_ref(run)).await
-                {
-                    tracing::error!(
-                        error = format!("{e:#}"),
-                        run = run.id,
-                        "mirroring a run failed"
-                    );
-                }
+                self.record(Entry::MirrorRun(repo.clone(), (**run).clone()))
+                    .await
             }
             Command::MirrorJob { repo, job } => {
-                if let Some(store) = &self.store
-                    && let Err(e) = store.mirror_jobs(repo, std::slice::from_ref(job)).await
-                {
-                    tracing::error!(
-                        error = format!("{e:#}"),
-                        job = job.id,
-                        "mirroring a job failed"
-                    );
-                }
+                self.record(Entry::MirrorJob(repo.clone(), (**job).clone()))
+                    .await
             }
             Command::AttachRun {
                 restart_id,
@@ -322,15 +323,13 @@ impl Engine {
             "{}",
             row.message
         );
-        if let Some(store) = &self.store
-            && let Err(e) = store.record_events(std::slice::from_ref(&row)).await
-        {
-            tracing::error!(error = format!("{e:#}"), "recording an event failed");
-        }
+        self.record(Entry::Event(row)).await;
     }
 
     async fn record_delivery(&self, d: &Delivery, commands: &[Command]) {
-        let Some(store) = &self.store else { return };
+        if self.recorder.is_none() {
+            return;
+        }
         let (repo, sha) = d.event.commit_key().unwrap_or(("", ""));
         let installation_id = match &d.event {
             Event::WorkflowRun(e) => e.installation_id,
@@ -355,13 +354,7 @@ impl Engine {
             decision,
             body_bytes: d.body_bytes,
         };
-        if let Err(e) = store.record_deliveries(&[row]).await {
-            tracing::error!(
-                delivery = d.id,
-                error = format!("{e:#}"),
-                "recording a delivery failed"
-            );
-        }
+        self.record(Entry::Delivery(row)).await;
     }
 
     async fn dispatch(self: &Arc<Self>, r: Restart) {
@@ -487,6 +480,7 @@ impl Engine {
                 .map(|m| m.values().cloned().collect())
                 .unwrap_or_default();
         };
+        self.flush().await; // job events recorded moments ago are part of the evidence
         let known = store
             .job_states(&r.key.repo, run_id)
             .await
@@ -507,10 +501,11 @@ impl Engine {
         }
         match gh.run_jobs(&r.key.repo, run_id, r.installation_id).await {
             Ok(jobs) if !jobs.is_empty() => {
-                if let Err(e) = store.record_jobs(&r.key.repo, &jobs).await {
-                    tracing::error!(error = format!("{e:#}"), "recording fetched jobs failed");
+                let states = jobs.iter().map(job_state).collect();
+                for j in jobs {
+                    self.record(Entry::Job(r.key.repo.clone(), j)).await;
                 }
-                jobs.iter().map(job_state).collect()
+                states
             }
             Ok(_) => known,
             Err(e) => {
@@ -594,6 +589,7 @@ async fn confirm(engine: Arc<Engine>, restart_id: String) {
         return;
     };
     let started = tokio::time::Instant::now();
+    engine.flush().await; // the job rows that triggered this are in the mirror
     let mut wait = engine.timing.confirm_backoff;
     let mut last_error = None;
     let mut tries = 0u32;

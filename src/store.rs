@@ -456,6 +456,67 @@ fn nanos(t: Option<DateTime<Utc>>) -> i64 {
     t.and_then(|t| t.timestamp_nanos_opt()).unwrap_or(0)
 }
 
+impl MirrorRunRow {
+    fn new(repo: &str, r: &Run) -> Self {
+        MirrorRunRow {
+            id: r.id as i64,
+            name: r.name.clone(),
+            event: r.event.clone(),
+            head_sha: r.head_sha.clone(),
+            head_branch: r.head_branch.clone().unwrap_or_default(),
+            status: r.status.clone(),
+            conclusion: r.conclusion.clone().unwrap_or_default(),
+            path: r.path.clone(),
+            run_attempt: r.run_attempt as i64,
+            workflow_id: r.workflow_id as i64,
+            created_at: nanos(Some(r.created_at)),
+            updated_at: nanos(r.updated_at),
+            html_url: r.html_url.clone(),
+            url: r.url.clone(),
+            repository_full_name: repo.to_string(),
+            dynamo_key: format!("{repo}/{}", r.id),
+        }
+    }
+}
+
+/// Rows written together, one INSERT per table (ClickHouse wants few, large inserts).
+#[derive(Default)]
+pub struct Batch {
+    deliveries: Vec<DeliveryRow>,
+    events: Vec<EventRow>,
+    jobs: Vec<JobResultRow>,
+    mirror_runs: Vec<MirrorRunRow>,
+    mirror_jobs: Vec<MirrorJobRow>,
+}
+
+impl Batch {
+    pub fn delivery(&mut self, row: DeliveryRow) {
+        self.deliveries.push(row);
+    }
+    pub fn event(&mut self, row: EventRow) {
+        self.events.push(row);
+    }
+    pub fn job(&mut self, repo: &str, job: &Job) {
+        self.jobs.push(JobResultRow::new(repo, job));
+    }
+    pub fn mirror_run(&mut self, repo: &str, run: &Run) {
+        self.mirror_runs.push(MirrorRunRow::new(repo, run));
+    }
+    pub fn mirror_job(&mut self, repo: &str, job: &Job) {
+        self.mirror_jobs.push(MirrorJobRow::new(repo, job));
+    }
+    pub fn len(&self) -> usize {
+        self.deliveries.len()
+            + self.events.len()
+            + self.jobs.len()
+            + self.mirror_runs.len()
+            + self.mirror_jobs.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 impl MirrorJobRow {
     fn new(repo: &str, j: &Job) -> Self {
         MirrorJobRow {
@@ -664,10 +725,6 @@ impl Store {
         rows.into_iter().map(RestartRow::into_restart).collect()
     }
 
-    pub async fn record_events(&self, rows: &[EventRow]) -> Result<()> {
-        self.insert_rows::<EventRow>(&self.t("events"), rows).await
-    }
-
     pub async fn events_for(&self, key: &RestartKey) -> Result<Vec<EventRow>> {
         self.client
             .query(&format!(
@@ -683,11 +740,6 @@ impl Store {
             .context("reading the event log")
     }
 
-    pub async fn record_deliveries(&self, rows: &[DeliveryRow]) -> Result<()> {
-        self.insert_rows::<DeliveryRow>(&self.t("deliveries"), rows)
-            .await
-    }
-
     pub async fn delivery(&self, delivery_id: &str) -> Result<Option<DeliveryRow>> {
         self.client
             .query(&format!(
@@ -698,12 +750,6 @@ impl Store {
             .fetch_optional()
             .await
             .context("reading deliveries")
-    }
-
-    pub async fn record_jobs(&self, repo: &str, jobs: &[Job]) -> Result<()> {
-        let rows: Vec<JobResultRow> = jobs.iter().map(|j| JobResultRow::new(repo, j)).collect();
-        self.insert_rows::<JobResultRow>(&self.t("job_results"), &rows)
-            .await
     }
 
     /// The latest known state of every job of a run.
@@ -751,39 +797,30 @@ impl Store {
             .await
     }
 
-    pub async fn mirror_runs(&self, repo: &str, runs: &[Run]) -> Result<()> {
-        let rows: Vec<MirrorRunRow> = runs
-            .iter()
-            .map(|r| MirrorRunRow {
-                id: r.id as i64,
-                name: r.name.clone(),
-                event: r.event.clone(),
-                head_sha: r.head_sha.clone(),
-                head_branch: r.head_branch.clone().unwrap_or_default(),
-                status: r.status.clone(),
-                conclusion: r.conclusion.clone().unwrap_or_default(),
-                path: r.path.clone(),
-                run_attempt: r.run_attempt as i64,
-                workflow_id: r.workflow_id as i64,
-                created_at: nanos(Some(r.created_at)),
-                updated_at: nanos(r.updated_at),
-                html_url: r.html_url.clone(),
-                url: r.url.clone(),
-                repository_full_name: repo.to_string(),
-                dynamo_key: format!("{repo}/{}", r.id),
-            })
-            .collect();
-        self.insert_rows::<MirrorRunRow>(&self.tables.run, &rows)
-            .await
-    }
-
-    pub async fn mirror_jobs(&self, repo: &str, jobs: &[Job]) -> Result<()> {
-        let rows: Vec<MirrorJobRow> = jobs.iter().map(|j| MirrorJobRow::new(repo, j)).collect();
-        // Without schema validation: ClickHouse 26 prints the named `steps` Tuple over several
-        // lines in DESCRIBE, which clickhouse-rs 0.15's type parser rejects. Plain RowBinary
-        // with an explicit column list (the struct's fields, in order) needs no DESCRIBE.
-        self.insert_with::<MirrorJobRow>(&self.unvalidated, &self.tables.job, &rows)
-            .await
+    /// Writes a batch: one INSERT per table that has rows. A table written successfully is
+    /// emptied from the batch; on error the rest stays for the next attempt.
+    pub async fn write(&self, b: &mut Batch) -> Result<()> {
+        self.insert_rows::<DeliveryRow>(&self.t("deliveries"), &b.deliveries)
+            .await?;
+        b.deliveries.clear();
+        self.insert_rows::<EventRow>(&self.t("events"), &b.events)
+            .await?;
+        b.events.clear();
+        self.insert_rows::<JobResultRow>(&self.t("job_results"), &b.jobs)
+            .await?;
+        b.jobs.clear();
+        if self.mirror {
+            self.insert_rows::<MirrorRunRow>(&self.tables.run, &b.mirror_runs)
+                .await?;
+            // Without schema validation: ClickHouse 26 prints the named `steps` Tuple over
+            // several lines in DESCRIBE, which clickhouse-rs 0.15's type parser rejects. Plain
+            // RowBinary with an explicit column list (the struct's fields, in order) needs none.
+            self.insert_with::<MirrorJobRow>(&self.unvalidated, &self.tables.job, &b.mirror_jobs)
+                .await?;
+        }
+        b.mirror_runs.clear();
+        b.mirror_jobs.clear();
+        Ok(())
     }
 
     /// PyTorch's restart confirmation (`workflow_checker.has_restarted_workflow`), unchanged

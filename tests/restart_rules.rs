@@ -423,6 +423,7 @@ async fn token_is_cached_across_restarts() {
     }
     app.settle().await;
     assert_eq!(app.github.dispatches().len(), 5);
+    // Five concurrent first dispatches share one token.
     assert_eq!(app.github.tokens_issued(), 1);
 }
 

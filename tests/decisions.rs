@@ -1,0 +1,171 @@
+//! The decision function alone: no network, no clock, no database.
+
+use autorevert::decide::{Command, Policy, RestartAction, decide};
+use autorevert::events::{Event, Run, WorkflowRunEvent};
+use autorevert::ledger::{Ledger, Status};
+use chrono::{TimeZone, Utc};
+use proptest::prelude::*;
+use std::collections::HashMap;
+
+fn policy(cap: u32, action: RestartAction) -> Policy {
+    Policy {
+        repos: vec!["pytorch/pytorch".into()],
+        workflows: vec!["trunk".into(), "pull".into()],
+        main_branch: "main".into(),
+        max_restarts: cap,
+        action,
+        ingest: false,
+        simulate: false,
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Spec {
+    commit: u8,
+    workflow: u8,
+    run: u64,
+    conclusion: &'static str,
+    event: &'static str,
+    branch_main: bool,
+}
+
+fn run_event(s: &Spec) -> Event {
+    let sha = format!("{:040x}", s.commit);
+    let name = if s.workflow == 0 { "trunk" } else { "pull" };
+    let branch = if s.branch_main {
+        "main".to_string()
+    } else {
+        format!("trunk/{sha}")
+    };
+    Event::WorkflowRun(WorkflowRunEvent {
+        action: "completed".into(),
+        repo: "pytorch/pytorch".into(),
+        installation_id: Some(1),
+        run: Run {
+            id: s.run,
+            name: name.into(),
+            path: format!(".github/workflows/{name}.yml"),
+            head_sha: sha,
+            head_branch: Some(branch),
+            event: s.event.into(),
+            status: "completed".into(),
+            conclusion: Some(s.conclusion.into()),
+            run_attempt: 1,
+            workflow_id: 1,
+            created_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+            updated_at: None,
+            html_url: String::new(),
+            url: String::new(),
+        },
+    })
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    (
+        0u8..4,
+        0u8..2,
+        1u64..6,
+        prop::sample::select(vec!["failure", "timed_out", "success", "cancelled"]),
+        prop::sample::select(vec!["push", "push", "workflow_dispatch", "pull_request"]),
+        prop::bool::weighted(0.8),
+    )
+        .prop_map(
+            |(commit, workflow, run, conclusion, event, branch_main)| Spec {
+                commit,
+                workflow,
+                run,
+                conclusion,
+                event,
+                branch_main,
+            },
+        )
+}
+
+proptest! {
+    /// Whatever arrives, in whatever order and however often: at most `cap` dispatches per
+    /// (repository, workflow, sha), and only for failed push runs on main.
+    #[test]
+    fn never_more_dispatches_than_the_cap(specs in prop::collection::vec(spec(), 1..60), cap in 1u32..4) {
+        let policy = policy(cap, RestartAction::Run);
+        let mut ledger = Ledger::default();
+        let mut per_key: HashMap<(u8, u8), u32> = HashMap::new();
+        for (i, s) in specs.iter().enumerate() {
+            let ev = run_event(s);
+            for c in decide(&ev, &format!("d{i}"), &ledger, &policy, Utc::now()) {
+                if let Command::Dispatch { restart } = c {
+                    prop_assert!(s.event == "push" && s.branch_main);
+                    prop_assert!(s.conclusion == "failure" || s.conclusion == "timed_out");
+                    prop_assert_eq!(restart.status, Status::Dispatching);
+                    *per_key.entry((s.commit, s.workflow)).or_default() += 1;
+                    ledger.put(*restart);
+                }
+            }
+        }
+        for (k, n) in per_key {
+            prop_assert!(n <= cap, "{:?} dispatched {} times with cap {}", k, n, cap);
+        }
+    }
+}
+
+#[test]
+fn log_mode_claims_a_dry_run_and_skip_mode_claims_nothing() {
+    let s = Spec {
+        commit: 1,
+        workflow: 0,
+        run: 1,
+        conclusion: "failure",
+        event: "push",
+        branch_main: true,
+    };
+    let ledger = Ledger::default();
+    let out = decide(
+        &run_event(&s),
+        "d",
+        &ledger,
+        &policy(1, RestartAction::Log),
+        Utc::now(),
+    );
+    match &out[..] {
+        [Command::Dispatch { restart }] => {
+            assert!(restart.dry_run);
+            assert_eq!(restart.status, Status::DryRun);
+        }
+        other => panic!("{other:?}"),
+    }
+    let out = decide(
+        &run_event(&s),
+        "d",
+        &ledger,
+        &policy(1, RestartAction::Skip),
+        Utc::now(),
+    );
+    assert!(matches!(&out[..], [Command::Skip { reason, .. }] if reason.contains("skip")));
+}
+
+#[test]
+fn restart_id_is_deterministic_and_dispatch_goes_to_the_workflow_file() {
+    let s = Spec {
+        commit: 7,
+        workflow: 1,
+        run: 3,
+        conclusion: "timed_out",
+        event: "push",
+        branch_main: true,
+    };
+    let out = decide(
+        &run_event(&s),
+        "d",
+        &Ledger::default(),
+        &policy(1, RestartAction::Run),
+        Utc::now(),
+    );
+    let Command::Dispatch { restart } = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(restart.workflow_file, "pull.yml");
+    assert_eq!(
+        restart.restart_id,
+        format!("pytorch/pytorch/pull/{:040x}/1", 7)
+    );
+    assert_eq!(restart.trunk_ref(), format!("trunk/{:040x}", 7));
+}
