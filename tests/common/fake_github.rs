@@ -484,6 +484,23 @@ impl FakeGitHub {
         self.state.lock().unwrap().tokens_issued
     }
 
+    /// A token as a user would hold one (GITHUB_TOKEN), valid for `installation`'s repos.
+    pub fn add_token(&self, token: &str, installation: u64) {
+        self.state
+            .lock()
+            .unwrap()
+            .tokens
+            .insert(token.into(), (installation, true));
+    }
+
+    pub fn add_file(&self, path: &str, text: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .files
+            .insert(path.into(), text.into());
+    }
+
     pub fn set_jobs(&self, run_id: u64, jobs: Vec<Value>) {
         self.state.lock().unwrap().jobs.insert(run_id, jobs);
     }

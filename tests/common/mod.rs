@@ -211,6 +211,18 @@ impl TestApp {
         );
     }
 
+    /// The environment that points the CLI at this test's ClickHouse database.
+    pub fn clickhouse_env(&self) -> Vec<(String, String)> {
+        let t = self.store.tables();
+        vec![
+            ("CLICKHOUSE_URL".into(), clickhouse_url()),
+            ("CLICKHOUSE_DATABASE".into(), t.database.clone()),
+            ("CLICKHOUSE_JOB_TABLE".into(), t.job.clone()),
+            ("CLICKHOUSE_RUN_TABLE".into(), t.run.clone()),
+            ("CLICKHOUSE_JOB_BY_SHA_TABLE".into(), t.job_by_sha.clone()),
+        ]
+    }
+
     pub fn key(sha: &str) -> RestartKey {
         RestartKey {
             repo: REPO.into(),

@@ -1,0 +1,218 @@
+//! The command line as a maintainer uses it: the real binary, the fake GitHub, the test
+//! ClickHouse.
+
+mod common;
+
+use common::*;
+use std::process::{Command, Output};
+
+fn autorevert(args: &[&str], env: &[(String, String)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_autorevert"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the binary runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+const TRUNK_YML: &str = "name: trunk\non:\n  push:\n    branches: [main]\n  workflow_dispatch:\n    inputs:\n      jobs-to-include:\n        type: string\n      tests-to-include:\n        type: string\n";
+
+// Multi-threaded: the fake GitHub must keep serving while this thread waits for the binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_prints_the_request_and_inputs_then_dispatches() {
+    let app = TestApp::start().await;
+    app.github.add_token("ghp_maintainer", INSTALLATION);
+    app.github
+        .add_file(".github/workflows/trunk.yml", TRUNK_YML);
+    let sha = sha(90);
+    let env = vec![
+        ("GITHUB_TOKEN".to_string(), "ghp_maintainer".to_string()),
+        ("GITHUB_API_URL".to_string(), app.github.url.clone()),
+    ];
+    let dry = autorevert(
+        &["restart", "trunk", &sha, "--repo", REPO, "--dry-run"],
+        &env,
+    );
+    let (out, err) = text(&dry);
+    assert!(dry.status.success(), "{out}{err}");
+    assert!(
+        out.contains("POST /repos/pytorch/pytorch/actions/workflows/trunk.yml/dispatches"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("\"ref\": \"trunk/{sha}\"")), "{out}");
+    assert!(out.contains("jobs-to-include, tests-to-include"), "{out}");
+    assert!(
+        app.github.dispatches().is_empty(),
+        "a dry run sends nothing"
+    );
+
+    let real = autorevert(&["restart", "trunk.yml", &sha, "--repo", REPO], &env);
+    let (out, err) = text(&real);
+    assert!(real.status.success(), "{out}{err}");
+    let run = app.github.state.lock().unwrap().runs[0].id;
+    assert!(
+        out.contains(&format!(
+            "https://github.com/pytorch/pytorch/actions/runs/{run}"
+        )),
+        "{out}"
+    );
+    assert_eq!(app.github.dispatches().len(), 1);
+    assert_eq!(app.github.dispatches()[0].token, "ghp_maintainer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_reports_githubs_refusal_and_bad_input() {
+    let app = TestApp::start().await;
+    app.github.add_token("ghp_maintainer", INSTALLATION);
+    app.github
+        .script([common::fake_github::DispatchAnswer::Reject(
+            422,
+            "Workflow does not have 'workflow_dispatch' trigger".into(),
+        )]);
+    let env = vec![
+        ("GITHUB_TOKEN".to_string(), "ghp_maintainer".to_string()),
+        ("GITHUB_API_URL".to_string(), app.github.url.clone()),
+    ];
+    let o = autorevert(&["restart", "trunk.yml", &sha(91), "--repo", REPO], &env);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("422") && err.contains("workflow_dispatch' trigger"),
+        "{err}"
+    );
+    let o = autorevert(&["restart", "trunk.yml", "not-a-sha", "--dry-run"], &env);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).1.contains("not a full commit SHA"),
+        "{:?}",
+        text(&o)
+    );
+}
+
+#[tokio::test]
+async fn check_tells_restarted_confirmed_and_outcome_by_exit_code() {
+    let app = TestApp::start().await;
+    let env = app.clickhouse_env();
+    let sha = sha(92);
+    let o = autorevert(&["check", "trunk", &sha, "--repo", REPO], &env);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(text(&o).0.contains("no restart recorded"));
+
+    app.original_failure(&sha, 1_000_092, &[(TEST_1, "failure")])
+        .await;
+    app.settle().await;
+    let o = autorevert(&["check", "trunk", &sha, "--repo", REPO], &env);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "dispatched, not confirmed: {:?}",
+        text(&o)
+    );
+
+    let run_id = app.stored_restarts(&sha).await[0].restart_run_id.unwrap();
+    app.restart_follow_ups(&sha, run_id, &[(TEST_1, "failure")], "failure")
+        .await;
+    app.settle().await;
+    let o = autorevert(&["check", "trunk", &sha, "--repo", REPO], &env);
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("outcome: reproduced"), "{out}");
+    assert!(out.contains(&format!("run {run_id}")), "{out}");
+}
+
+#[test]
+fn replay_in_process_follows_the_seed_case_to_its_verdict() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/seed-2d3615f");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .filter(|p| p.ends_with(".json"))
+        .collect();
+    files.sort();
+    let mut args = vec!["replay"];
+    args.extend(files.iter().map(String::as_str));
+    let o = autorevert(&args, &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(
+        out.contains("would dispatch trunk.yml on trunk/2d3615f577894c7a117a55e85bb8371bb598ec50"),
+        "{out}"
+    );
+    assert!(out.contains("=> reproduced"), "{out}");
+}
+
+#[test]
+fn replay_rejects_a_broken_payload_with_a_message() {
+    let dir = std::env::temp_dir().join(format!("ar-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("workflow_run.broken.json");
+    std::fs::write(&f, br#"{"action":"completed","workflow_run":{"id":1}}"#).unwrap();
+    let o = autorevert(&["replay", f.to_str().unwrap()], &[]);
+    assert!(!o.status.success());
+    assert!(text(&o).0.contains("rejected (400)"), "{:?}", text(&o));
+}
+
+#[test]
+fn serve_refuses_bad_configuration_with_one_clear_line() {
+    let base = vec![
+        ("WEBHOOK_SECRET".to_string(), "s".to_string()),
+        (
+            "CLICKHOUSE_URL".to_string(),
+            "http://127.0.0.1:9".to_string(),
+        ),
+    ];
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec![("RESTART_ACTION", "sometimes")],
+            "unknown restart action",
+        ),
+        (
+            vec![
+                ("GITHUB_APP_ID", "1"),
+                ("GITHUB_APP_PRIVATE_KEY", "not a pem"),
+            ],
+            "GITHUB_APP_PRIVATE_KEY is not an RSA private key",
+        ),
+        (vec![("GITHUB_APP_ID", "1")], "no private key"),
+        (vec![("CLICKHOUSE_URL", "ftp://x")], "CLICKHOUSE_URL"),
+        (
+            vec![("GITHUB_API_URL", "not a url"), ("GITHUB_TOKEN", "t")],
+            "GITHUB_API_URL",
+        ),
+        (
+            vec![("WEBHOOK_SECRET", "a,,b")],
+            "WEBHOOK_SECRET entry 2 is empty",
+        ),
+        (vec![("LISTEN_ADDR", "everywhere")], "LISTEN_ADDR"),
+        (vec![("AUTOREVERT_REPOS", "pytorch")], "not owner/name"),
+        (vec![], "RESTART_ACTION=run needs GitHub credentials"),
+    ];
+    for (extra, expected) in cases {
+        let mut env = base.clone();
+        for (k, v) in &extra {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        let o = autorevert(&["serve"], &env);
+        let (out, err) = text(&o);
+        assert!(!o.status.success(), "{extra:?} started");
+        assert!(
+            err.contains(expected),
+            "{extra:?}: expected {expected:?} in {err}{out}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            !err.contains("not a pem") || expected.contains("PEM"),
+            "secret echoed: {err}"
+        );
+    }
+}
