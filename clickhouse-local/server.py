@@ -12,7 +12,7 @@ ClickHouse's HTTP interface that the Rust `clickhouse` crate and curl use:
     and any other URL parameter as a query setting
   * `INSERT ... FORMAT <fmt>` with the data in the body (chunked or not)
   * ClickHouse's error text, `X-ClickHouse-Exception-Code`, and `X-ClickHouse-Summary`
-    (read_rows / read_bytes / elapsed_ns) on every answer
+    (result_rows / elapsed_ns; chdb does not report rows read per query, system.events does)
 
 Usage: server.py [--host 127.0.0.1] [--port 0] [--data DIR] [--port-file FILE]
 With --port 0 it picks a free port; the chosen URL is printed on stdout and, with
@@ -86,7 +86,7 @@ class Engine:
                 conn.query(f"SET {key} = {sql_literal(value)}")
             if insert_data is not None:
                 if not insert_data:
-                    return b"", {"read_rows": 0, "read_bytes": 0, "written_rows": 0}
+                    return b"", {"result_rows": 0, "written_rows": 0}
                 tmp = os.path.join(self.spool, uuid.uuid4().hex)
                 with open(tmp, "wb") as f:
                     f.write(insert_data)
@@ -94,9 +94,11 @@ class Engine:
                 sql = sql[: m.start()] + f"FROM INFILE '{tmp}' " + sql[m.start():]
             res = conn.query(sql, fmt, params=params) if params else conn.query(sql, fmt)
             out = res.bytes() if res is not None else b""
+            # chdb reports the rows of the *result* here, not the rows read; rows read are in
+            # system.events (SelectedRows), as deltas (see bench/confirmation.sh).
             summary = {
-                "read_rows": res.rows_read() if res is not None else 0,
-                "read_bytes": res.bytes_read() if res is not None else 0,
+                "result_rows": res.rows_read() if res is not None else 0,
+                "result_bytes": res.bytes_read() if res is not None else 0,
                 "elapsed_ns": int((res.elapsed() if res is not None else 0) * 1e9),
             }
             return out or b"", summary

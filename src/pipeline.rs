@@ -358,12 +358,7 @@ impl Engine {
     }
 
     async fn dispatch(self: &Arc<Self>, r: Restart) {
-        let req = DispatchRequest {
-            repo: r.key.repo.clone(),
-            workflow_file: r.workflow_file.clone(),
-            git_ref: r.trunk_ref(),
-            inputs: None,
-        };
+        let req = dispatch_request(&r);
         if r.dry_run {
             self.persist(&r).await;
             self.log(
@@ -405,13 +400,7 @@ impl Engine {
             }
             return;
         };
-        let result = gh
-            .dispatch(&req, r.installation_id)
-            .await
-            .unwrap_or_else(|e| DispatchResult::Rejected {
-                status: 0,
-                message: format!("not sent: {e:#}"),
-            });
+        let result = send_dispatch(gh, &r).await;
         let unknown = matches!(result, DispatchResult::Unknown { .. });
         self.apply_dispatch_result(&r.restart_id, result, "dispatched")
             .await;
@@ -562,6 +551,27 @@ impl Engine {
         )
         .await;
     }
+}
+
+/// The dispatch a restart stands for.
+fn dispatch_request(r: &Restart) -> DispatchRequest {
+    DispatchRequest {
+        repo: r.key.repo.clone(),
+        workflow_file: r.workflow_file.clone(),
+        git_ref: r.trunk_ref(),
+        inputs: None,
+    }
+}
+
+/// Sends a restart's dispatch once. An error before anything was sent (no installation
+/// token, say) is a refusal, not an unknown outcome.
+async fn send_dispatch(gh: &GitHub, r: &Restart) -> DispatchResult {
+    gh.dispatch(&dispatch_request(r), r.installation_id)
+        .await
+        .unwrap_or_else(|e| DispatchResult::Rejected {
+            status: 0,
+            message: format!("not sent: {e:#}"),
+        })
 }
 
 fn job_state(j: &Job) -> JobState {
@@ -745,12 +755,6 @@ async fn settle_unknown(engine: Arc<Engine>, restart_id: String, resend: bool) {
             return;
         }
         may_resend = false;
-        let req = DispatchRequest {
-            repo: r.key.repo.clone(),
-            workflow_file: r.workflow_file.clone(),
-            git_ref: r.trunk_ref(),
-            inputs: None,
-        };
         engine
             .log(EventRow::for_restart(
                 &r,
@@ -758,13 +762,7 @@ async fn settle_unknown(engine: Arc<Engine>, restart_id: String, resend: bool) {
                 "no run found after an unknown outcome; sending once more",
             ))
             .await;
-        let result = gh
-            .dispatch(&req, r.installation_id)
-            .await
-            .unwrap_or_else(|e| DispatchResult::Rejected {
-                status: 0,
-                message: format!("not sent: {e:#}"),
-            });
+        let result = send_dispatch(&gh, &r).await;
         let unknown = matches!(result, DispatchResult::Unknown { .. });
         engine
             .apply_dispatch_result(&restart_id, result, "dispatched")
