@@ -13,10 +13,13 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin autorevert
+ && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin autorevert \
+ && mkdir -p /var/lib/autorevert/spool && chown -R 10001:10001 /var/lib/autorevert
 COPY --from=build /src/target/release/autorevert /usr/local/bin/autorevert
 USER 10001:10001
-ENV LISTEN_ADDR=0.0.0.0:8080
+ENV LISTEN_ADDR=0.0.0.0:8080 SPOOL_DIR=/var/lib/autorevert/spool
+# The delivery log: keep it on a persistent volume, or a crash loses answered deliveries.
+VOLUME ["/var/lib/autorevert"]
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/autorevert"]
 CMD ["serve"]

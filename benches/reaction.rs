@@ -75,8 +75,13 @@ async fn main() {
     }
     let mut cold_v = Vec::with_capacity(cold as usize);
     for i in 0..cold {
-        let fresh =
-            TestApp::assemble(Options::default(), app.store.clone(), app.github.clone()).await;
+        let fresh = TestApp::assemble(
+            Options::default(),
+            app.store.clone(),
+            app.github.clone(),
+            temp_dir(),
+        )
+        .await;
         let seen = app.github.dispatches().len();
         cold_v.push(one(&fresh, 1_000_000 + i, seen).await);
     }

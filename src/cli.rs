@@ -5,10 +5,10 @@ use crate::decide::RestartAction;
 use crate::events;
 use crate::github::{DispatchRequest, DispatchResult, GitHub};
 use crate::ledger::{RestartKey, Status, trunk_ref};
-use crate::pipeline::{Delivery, Engine, Pipeline, Timing};
+use crate::pipeline::{Delivery, Engine, Timing};
 use crate::server;
 use crate::store::Store;
-use crate::webhook::{Intake, sign};
+use crate::webhook::sign;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
@@ -203,19 +203,21 @@ async fn cmd_serve(
         .with_context(|| format!("ClickHouse at {}", ch.display_url()))?;
     store.migrate().await?;
     let github = gh.as_ref().map(GitHub::new).transpose()?;
-    let engine = Arc::new(Engine::new(
-        policy.clone(),
-        Some(store),
+    let app = server::assemble(server::Parts {
+        policy: policy.clone(),
+        store: Some(store),
         github,
-        Timing {
+        timing: Timing {
             confirm_window: serve.confirm_window,
             confirm_backoff: serve.confirm_backoff,
             dispatch_lookup_delay: serve.dispatch_lookup_delay,
         },
-    ));
-    let resumed = engine.resume().await?;
-    let pipeline = Arc::new(Pipeline::start(engine, serve.workers, serve.queue_capacity));
-    let intake = Arc::new(Intake::new(serve.secrets.clone(), pipeline.clone()));
+        secrets: serve.secrets.clone(),
+        spool_dir: Some(serve.spool_dir.clone()),
+        workers: serve.workers,
+        queue_capacity: serve.queue_capacity,
+    })
+    .await?;
     let listener = tokio::net::TcpListener::bind(serve.listen)
         .await
         .with_context(|| format!("cannot listen on {}", serve.listen))?;
@@ -228,10 +230,12 @@ async fn cmd_serve(
         workflows = ?policy.workflows,
         restart_action = %policy.action,
         github = gh.as_ref().map(|g| g.api_url.to_string()).unwrap_or_else(|| "none".into()),
-        restarts_loaded = resumed,
+        delivery_log = %serve.spool_dir.display(),
+        restarts_loaded = app.restarts_loaded,
+        deliveries_recovered = app.recovered,
         "autorevert is serving"
     );
-    server::serve(listener, intake, pipeline, Duration::from_secs(20)).await?;
+    server::serve(listener, app, Duration::from_secs(20)).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -489,7 +493,7 @@ async fn cmd_replay(
         policy.action = RestartAction::Log;
     }
     policy.simulate = true;
-    let engine = Arc::new(Engine::new(policy, None, None, Timing::default()));
+    let engine = Arc::new(Engine::new(policy, None, None, None, Timing::default()));
     let mut bad = 0;
     for (path, p) in files {
         match events::parse(&p.event, &p.body) {
@@ -500,15 +504,16 @@ async fn cmd_replay(
                     event: ev,
                     received_at: chrono::Utc::now(),
                     body_bytes: p.body.len() as u32,
+                    seq: None,
                 };
                 println!("{} ({}, {}):", path.display(), p.event, d.event.action());
-                for c in engine.handle(&d).await {
+                for c in engine.handle(&d).await.commands {
                     println!("  {}", c.describe());
                     if let crate::decide::Command::Evaluate { restart_id, .. } = &c
                         && let Some(r) = engine
                             .all_restarts()
                             .into_iter()
-                            .find(|r| &r.restart_id == restart_id)
+                            .find(|r| r.restart_id == *restart_id)
                     {
                         println!(
                             "  => {}: {}",

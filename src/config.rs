@@ -131,6 +131,9 @@ pub struct ServeArgs {
     /// Parallel workers; deliveries of one commit always go to the same worker.
     #[arg(long, env = "WORKERS", default_value_t = 4)]
     pub workers: usize,
+    /// Directory of the delivery log (deliveries are on disk here before they are answered).
+    #[arg(long, env = "SPOOL_DIR", default_value = "autorevert-spool")]
+    pub spool_dir: PathBuf,
 }
 
 /// How the App authenticates to GitHub.
@@ -338,6 +341,7 @@ pub struct ServeConfig {
     pub dispatch_lookup_delay: Duration,
     pub queue_capacity: usize,
     pub workers: usize,
+    pub spool_dir: PathBuf,
 }
 
 impl ServeArgs {
@@ -360,6 +364,7 @@ impl ServeArgs {
             dispatch_lookup_delay: Duration::from_millis(self.dispatch_lookup_delay_ms),
             queue_capacity: self.queue_capacity,
             workers: self.workers,
+            spool_dir: self.spool_dir.clone(),
         })
     }
 }

@@ -16,6 +16,7 @@ pub mod outcome;
 pub mod pipeline;
 pub mod recorder;
 pub mod server;
+pub mod spool;
 pub mod store;
 pub mod webhook;
 pub mod workflow_file;

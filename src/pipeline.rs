@@ -14,6 +14,7 @@ use crate::github::{DispatchRequest, DispatchResult, GitHub};
 use crate::ledger::{Ledger, Restart, RestartKey, Status};
 use crate::outcome::{JobState, failing_base_names, judge};
 use crate::recorder::{Entry, Recorder};
+use crate::spool::Spool;
 use crate::store::{DeliveryRow, EventRow, Store};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -32,6 +33,16 @@ pub struct Delivery {
     pub event: Event,
     pub received_at: DateTime<Utc>,
     pub body_bytes: u32,
+    /// Its place in the delivery log, to acknowledge once handled (None: not logged).
+    pub seq: Option<u64>,
+}
+
+/// What handling a delivery came to.
+pub struct Handled {
+    pub commands: Vec<Command>,
+    /// False when it must be handled again later (the restart's intent could not be
+    /// recorded, so nothing was dispatched and the claim was undone).
+    pub complete: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +68,7 @@ pub struct Engine {
     ledger: Mutex<Ledger>,
     store: Option<Store>,
     recorder: Option<Recorder>,
+    spool: Option<Spool>,
     github: Option<GitHub>,
     timing: Timing,
     confirming: Mutex<HashSet<String>>,
@@ -72,13 +84,15 @@ impl Engine {
         policy: Policy,
         store: Option<Store>,
         github: Option<GitHub>,
+        spool: Option<Spool>,
         timing: Timing,
     ) -> Engine {
         let recorder = store
             .clone()
-            .map(|s| Recorder::start(s, Duration::from_millis(100), 5000));
+            .map(|s| Recorder::start(s, spool.clone(), Duration::from_millis(100), 5000));
         Engine {
             policy,
+            spool,
             ledger: Mutex::new(Ledger::default()),
             recorder,
             store,
@@ -106,13 +120,16 @@ impl Engine {
                 if matches!(r.status, Status::Dispatching | Status::DispatchUnknown)
                     && r.restart_run_id.is_none()
                 {
-                    unsettled.push(r.restart_id.clone());
+                    // Died mid-dispatch (never answered): list the runs first and send once
+                    // more only if none appeared. An unknown outcome already had its one
+                    // resend: look only.
+                    unsettled.push((r.restart_id.clone(), r.status == Status::Dispatching));
                 }
                 ledger.put(r);
             }
         }
-        for id in unsettled {
-            self.spawn_follow_up(settle_unknown(self.clone(), id, false));
+        for (id, may_resend) in unsettled {
+            self.spawn_follow_up(settle_unknown(self.clone(), id, may_resend));
         }
         Ok(n)
     }
@@ -185,7 +202,7 @@ impl Engine {
     }
 
     /// Decides and carries out one delivery; returns what was decided.
-    pub async fn handle(self: &Arc<Self>, d: &Delivery) -> Vec<Command> {
+    pub async fn handle(self: &Arc<Self>, d: &Delivery) -> Handled {
         let commands = {
             let mut ledger = self.ledger.lock().expect("ledger lock");
             let commands = decide(&d.event, &d.id, &ledger, &self.policy, Utc::now());
@@ -205,14 +222,26 @@ impl Engine {
                 Command::RecordJob { .. } | Command::MirrorRun { .. } | Command::MirrorJob { .. }
             )
         });
+        let mut complete = true;
         for c in writes.into_iter().chain(rest) {
-            self.execute(c, d).await;
+            complete &= self.execute(c, d).await;
         }
         self.record_delivery(d, &commands).await;
-        commands
+        Handled { commands, complete }
     }
 
-    async fn execute(self: &Arc<Self>, c: &Command, d: &Delivery) {
+    /// Marks a handled delivery done in the delivery log, behind its recorded rows.
+    pub async fn acknowledge(&self, seq: Option<u64>) {
+        let Some(seq) = seq else { return };
+        match (&self.recorder, &self.spool) {
+            (Some(r), _) => r.add(Entry::Ack(seq)).await,
+            (None, Some(spool)) => spool.ack(seq),
+            (None, None) => {}
+        }
+    }
+
+    /// Carries out one command; false if the delivery must be handled again.
+    async fn execute(self: &Arc<Self>, c: &Command, d: &Delivery) -> bool {
         match c {
             Command::Ignore { .. } => {}
             Command::Skip {
@@ -224,7 +253,7 @@ impl Engine {
                 self.log(EventRow::for_key(key, "skipped", &d.id, reason.clone()))
                     .await;
             }
-            Command::Dispatch { restart } => self.dispatch((**restart).clone()).await,
+            Command::Dispatch { restart } => return self.dispatch((**restart).clone()).await,
             Command::RecordJob { repo, job } if self.store.is_none() => {
                 self.replay_jobs
                     .lock()
@@ -285,6 +314,7 @@ impl Engine {
                 run_conclusion,
             } => self.evaluate(restart_id, run_conclusion).await,
         }
+        true
     }
 
     /// Updates a restart in the ledger and persists the new version.
@@ -357,10 +387,19 @@ impl Engine {
         self.record(Entry::Delivery(row)).await;
     }
 
-    async fn dispatch(self: &Arc<Self>, r: Restart) {
+    /// False when the restart could not be recorded: then nothing was sent, the claim is
+    /// undone, and the delivery is handled again later.
+    async fn dispatch(self: &Arc<Self>, r: Restart) -> bool {
         let req = dispatch_request(&r);
+        // The intent is durable before the POST, so a crash in between is found at start-up.
+        if !self.persist(&r).await {
+            self.ledger
+                .lock()
+                .expect("ledger lock")
+                .remove(&r.restart_id);
+            return false;
+        }
         if r.dry_run {
-            self.persist(&r).await;
             self.log(
                 EventRow::for_restart(
                     &r,
@@ -370,18 +409,7 @@ impl Engine {
                 .with_details(&req.body(true)),
             )
             .await;
-            return;
-        }
-        // The intent is durable before the POST, so a crash in between is found at start-up.
-        if !self.persist(&r).await {
-            self.update(&r.restart_id, |x| {
-                x.status = Status::DispatchFailed;
-                x.reason =
-                    "the restart could not be recorded in ClickHouse, so it was not dispatched"
-                        .into();
-            })
-            .await;
-            return;
+            return true;
         }
         let Some(gh) = &self.github else {
             let u = self
@@ -398,7 +426,7 @@ impl Engine {
                 ))
                 .await;
             }
-            return;
+            return true;
         };
         let result = send_dispatch(gh, &r).await;
         let unknown = matches!(result, DispatchResult::Unknown { .. });
@@ -407,6 +435,7 @@ impl Engine {
         if unknown {
             self.spawn_follow_up(settle_unknown(self.clone(), r.restart_id.clone(), true));
         }
+        true
     }
 
     async fn apply_dispatch_result(&self, restart_id: &str, result: DispatchResult, ok_kind: &str) {
@@ -782,6 +811,28 @@ pub enum EnqueueError {
     Closed,
 }
 
+/// A reserved place in a worker's queue.
+pub struct Slot {
+    permit: Option<mpsc::OwnedPermit<Delivery>>,
+    engine: Arc<Engine>,
+}
+
+impl Slot {
+    pub fn send(mut self, d: Delivery) {
+        if let Some(p) = self.permit.take() {
+            p.send(d);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.permit.is_some() {
+            self.engine.end(); // reserved but never used
+        }
+    }
+}
+
 /// The workers and their bounded queues.
 pub struct Pipeline {
     engine: Arc<Engine>,
@@ -801,7 +852,21 @@ impl Pipeline {
             senders.push(tx);
             handles.push(tokio::spawn(async move {
                 while let Some(d) = rx.recv().await {
-                    let decided = engine.handle(&d).await;
+                    let mut wait = Duration::from_secs(1);
+                    let decided = loop {
+                        let h = engine.handle(&d).await;
+                        if h.complete {
+                            break h.commands;
+                        }
+                        tracing::warn!(
+                            delivery = d.id,
+                            retry_in_s = wait.as_secs(),
+                            "the restart could not be recorded in ClickHouse; nothing was dispatched, handling the delivery again later"
+                        );
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(60));
+                    };
+                    engine.acknowledge(d.seq).await;
                     tracing::debug!(delivery = d.id, event = d.event_name, decisions = ?decided.iter().map(Command::describe).collect::<Vec<_>>());
                     engine.end();
                 }
@@ -818,13 +883,13 @@ impl Pipeline {
         &self.engine
     }
 
-    /// Queues a delivery without waiting; the intake answers 503 when this fails.
-    pub fn try_enqueue(&self, d: Delivery) -> Result<(), EnqueueError> {
+    /// The queue of the worker that handles this event's commit.
+    fn sender_for(&self, event: &Event) -> Result<mpsc::Sender<Delivery>, EnqueueError> {
         let senders = self.senders.read().expect("senders lock");
         if senders.is_empty() {
             return Err(EnqueueError::Closed);
         }
-        let shard = match d.event.commit_key() {
+        let shard = match event.commit_key() {
             Some(key) => {
                 let mut h = DefaultHasher::new();
                 key.hash(&mut h);
@@ -832,13 +897,39 @@ impl Pipeline {
             }
             None => 0,
         };
-        self.engine.begin();
-        senders[shard].try_send(d).map_err(|e| {
-            self.engine.end();
-            match e {
+        Ok(senders[shard].clone())
+    }
+
+    /// Reserves a place in the queue without waiting (the intake answers 503 when there is
+    /// none), so that a delivery is written to the delivery log only if it can be queued.
+    pub fn reserve(&self, event: &Event) -> Result<Slot, EnqueueError> {
+        let permit = self
+            .sender_for(event)?
+            .try_reserve_owned()
+            .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => EnqueueError::Full,
                 mpsc::error::TrySendError::Closed(_) => EnqueueError::Closed,
-            }
+            })?;
+        self.engine.begin();
+        Ok(Slot {
+            permit: Some(permit),
+            engine: self.engine.clone(),
+        })
+    }
+
+    /// Queues a delivery without waiting.
+    pub fn try_enqueue(&self, d: Delivery) -> Result<(), EnqueueError> {
+        self.reserve(&d.event)?.send(d);
+        Ok(())
+    }
+
+    /// Queues a delivery, waiting for room (recovery at start-up).
+    pub async fn enqueue(&self, d: Delivery) -> Result<(), EnqueueError> {
+        let sender = self.sender_for(&d.event)?;
+        self.engine.begin();
+        sender.send(d).await.map_err(|_| {
+            self.engine.end();
+            EnqueueError::Closed
         })
     }
 
@@ -858,9 +949,14 @@ impl Pipeline {
         self.senders.write().expect("senders lock").clear();
         let workers: Vec<JoinHandle<()>> =
             std::mem::take(&mut *self.workers.lock().expect("workers lock"));
+        let deadline = tokio::time::Instant::now() + grace;
         for w in workers {
-            let _ = w.await;
+            // A worker still retrying (ClickHouse down) is left behind: its delivery stays
+            // unacknowledged in the delivery log and is handled at the next start.
+            let _ = tokio::time::timeout_at(deadline, w).await;
         }
-        self.engine.wait_idle(grace).await
+        self.engine
+            .wait_idle(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .await
     }
 }

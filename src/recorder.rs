@@ -5,8 +5,13 @@
 //! its dispatch is sent, so `Store::upsert_restart` is called directly.
 //!
 //! Readers that depend on recorded rows (judging a restart, confirming it) call `flush`.
+//!
+//! A delivery's acknowledgement to the delivery log travels through here too, behind its
+//! rows: it is passed on only once the batch holding those rows is written, so a delivery
+//! whose records never reached ClickHouse is processed again after a crash.
 
 use crate::events::{Job, Run};
+use crate::spool::Spool;
 use crate::store::{Batch, DeliveryRow, EventRow, Store};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -21,6 +26,8 @@ pub enum Entry {
     Job(String, Job),
     MirrorRun(String, Run),
     MirrorJob(String, Job),
+    /// The delivery with this log sequence number is fully handled.
+    Ack(u64),
 }
 
 enum Msg {
@@ -34,9 +41,14 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn start(store: Store, interval: Duration, max_rows: usize) -> Recorder {
+    pub fn start(
+        store: Store,
+        spool: Option<Spool>,
+        interval: Duration,
+        max_rows: usize,
+    ) -> Recorder {
         let (tx, rx) = mpsc::channel(8192);
-        tokio::spawn(run(store, rx, interval, max_rows));
+        tokio::spawn(run(store, spool, rx, interval, max_rows));
         Recorder { tx }
     }
 
@@ -56,14 +68,25 @@ impl Recorder {
     }
 }
 
-async fn write(store: &Store, batch: &mut Batch) -> bool {
-    if batch.is_empty() {
+async fn write(
+    store: &Store,
+    spool: &Option<Spool>,
+    batch: &mut Batch,
+    acks: &mut Vec<u64>,
+) -> bool {
+    if batch.is_empty() && acks.is_empty() {
         return true;
     }
     let n = batch.len();
     match store.write(batch).await {
         Ok(()) => {
             tracing::debug!(rows = n, "recorded");
+            if let Some(spool) = spool {
+                for seq in acks.drain(..) {
+                    spool.ack(seq);
+                }
+            }
+            acks.clear();
             true
         }
         Err(e) => {
@@ -84,15 +107,22 @@ async fn write(store: &Store, batch: &mut Batch) -> bool {
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Msg>, interval: Duration, max_rows: usize) {
+async fn run(
+    store: Store,
+    spool: Option<Spool>,
+    mut rx: mpsc::Receiver<Msg>,
+    interval: Duration,
+    max_rows: usize,
+) {
     let mut batch = Batch::default();
+    let mut acks: Vec<u64> = Vec::new();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
                 None => {
-                    write(&store, &mut batch).await;
+                    write(&store, &spool, &mut batch, &mut acks).await;
                     return;
                 }
                 Some(Msg::Add(e)) => {
@@ -102,18 +132,19 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Msg>, interval: Duration, max_
                         Entry::Job(repo, j) => batch.job(&repo, &j),
                         Entry::MirrorRun(repo, r) => batch.mirror_run(&repo, &r),
                         Entry::MirrorJob(repo, j) => batch.mirror_job(&repo, &j),
+                        Entry::Ack(seq) => acks.push(seq),
                     }
                     if batch.len() >= max_rows {
-                        write(&store, &mut batch).await;
+                        write(&store, &spool, &mut batch, &mut acks).await;
                     }
                 }
                 Some(Msg::Flush(ack)) => {
-                    let ok = write(&store, &mut batch).await;
+                    let ok = write(&store, &spool, &mut batch, &mut acks).await;
                     let _ = ack.send(ok);
                 }
             },
-            _ = tick.tick(), if !batch.is_empty() => {
-                write(&store, &mut batch).await;
+            _ = tick.tick(), if !batch.is_empty() || !acks.is_empty() => {
+                write(&store, &spool, &mut batch, &mut acks).await;
             }
         }
     }

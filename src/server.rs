@@ -1,15 +1,111 @@
 //! The HTTP server: routes, layers, start-up wiring and graceful shutdown.
 
-use crate::pipeline::Pipeline;
+use crate::decide::Policy;
+use crate::events;
+use crate::github::GitHub;
+use crate::pipeline::{Delivery, Engine, Pipeline, Timing};
+use crate::spool::Spool;
+use crate::store::Store;
 use crate::webhook::{self, Intake, MAX_BODY_BYTES};
+use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use secrecy::SecretString;
 use serde_json::json;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Everything `serve` runs, assembled the same way for the tests.
+pub struct App {
+    pub router: Router,
+    pub intake: Arc<Intake>,
+    pub pipeline: Arc<Pipeline>,
+    pub engine: Arc<Engine>,
+    /// Deliveries from the delivery log handled again at start-up.
+    pub recovered: usize,
+    pub restarts_loaded: usize,
+}
+
+pub struct Parts {
+    pub policy: Policy,
+    pub store: Option<Store>,
+    pub github: Option<GitHub>,
+    pub timing: Timing,
+    pub secrets: Vec<SecretString>,
+    pub spool_dir: Option<PathBuf>,
+    pub workers: usize,
+    pub queue_capacity: usize,
+}
+
+/// Opens the delivery log, reloads the ledger, starts the workers, and queues again every
+/// delivery that was answered but not fully handled before the last stop.
+pub async fn assemble(p: Parts) -> anyhow::Result<App> {
+    let (spool, recovered) = match &p.spool_dir {
+        Some(dir) => {
+            let (spool, rec) = Spool::open(dir)
+                .with_context(|| format!("cannot open the delivery log in {}", dir.display()))?;
+            (Some(spool), Some(rec))
+        }
+        None => (None, None),
+    };
+    let engine = Arc::new(Engine::new(
+        p.policy,
+        p.store,
+        p.github,
+        spool.clone(),
+        p.timing,
+    ));
+    let restarts_loaded = engine.resume().await?;
+    let pipeline = Arc::new(Pipeline::start(engine.clone(), p.workers, p.queue_capacity));
+    let intake = Arc::new(Intake::new(p.secrets, pipeline.clone(), spool.clone()));
+    let mut requeued = 0;
+    if let Some(rec) = recovered {
+        intake.remember(rec.ids);
+        for r in rec.pending {
+            match events::parse(&r.event_name, &r.body) {
+                Ok(event) => {
+                    let d = Delivery {
+                        id: r.id,
+                        event_name: r.event_name,
+                        event,
+                        received_at: chrono::DateTime::from_timestamp_millis(r.received_at_ms)
+                            .unwrap_or_else(chrono::Utc::now),
+                        body_bytes: r.body.len() as u32,
+                        seq: Some(r.seq),
+                    };
+                    if pipeline.enqueue(d).await.is_ok() {
+                        requeued += 1;
+                    }
+                }
+                Err(e) => {
+                    // It parsed when it was accepted; a later format change must not wedge the log.
+                    tracing::error!(delivery = r.id, error = %e, "a logged delivery no longer parses; dropped");
+                    if let Some(s) = &spool {
+                        s.ack(r.seq);
+                    }
+                }
+            }
+        }
+        if requeued > 0 {
+            tracing::info!(
+                deliveries = requeued,
+                "handling deliveries left from the last run"
+            );
+        }
+    }
+    Ok(App {
+        router: router(intake.clone()),
+        intake,
+        pipeline,
+        engine,
+        recovered: requeued,
+        restarts_loaded,
+    })
+}
 
 /// The App's router; tests call it in-process, `serve` puts it on a socket.
 pub fn router(intake: Arc<Intake>) -> Router {
@@ -50,12 +146,13 @@ async fn healthz(State(intake): State<Arc<Intake>>) -> Response {
 /// and waits for follow-ups up to `grace`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    intake: Arc<Intake>,
-    pipeline: Arc<Pipeline>,
+    app: App,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let app = router(intake);
-    axum::serve(listener, app)
+    let App {
+        router, pipeline, ..
+    } = app;
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("stopped taking deliveries; finishing queued work");

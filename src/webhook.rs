@@ -10,6 +10,7 @@
 
 use crate::events::{self, Event};
 use crate::pipeline::{Delivery, EnqueueError, Pipeline};
+use crate::spool::Spool;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -90,15 +91,30 @@ impl RecentIds {
 pub struct Intake {
     secrets: Vec<SecretString>,
     pipeline: Arc<Pipeline>,
+    /// The delivery log: a delivery is on disk before it is answered 202.
+    spool: Option<Spool>,
     recent: Mutex<RecentIds>,
 }
 
 impl Intake {
-    pub fn new(secrets: Vec<SecretString>, pipeline: Arc<Pipeline>) -> Intake {
+    pub fn new(
+        secrets: Vec<SecretString>,
+        pipeline: Arc<Pipeline>,
+        spool: Option<Spool>,
+    ) -> Intake {
         Intake {
             secrets,
             pipeline,
+            spool,
             recent: Mutex::new(RecentIds::default()),
+        }
+    }
+
+    /// Delivery ids already received (from the delivery log at start-up).
+    pub fn remember(&self, ids: impl IntoIterator<Item = String>) {
+        let mut recent = self.recent.lock().expect("recent ids lock");
+        for id in ids {
+            recent.insert(id);
         }
     }
 
@@ -188,13 +204,6 @@ pub async fn receive(
         Event::Other { .. } => "ignored",
         _ => "accepted",
     };
-    let delivery = Delivery {
-        id: delivery_id.to_string(),
-        event_name: event_name.to_string(),
-        event,
-        received_at: chrono::Utc::now(),
-        body_bytes: body.len().min(u32::MAX as usize) as u32,
-    };
     // Claim the id before queueing, so two copies arriving together are queued once.
     if !intake
         .recent
@@ -207,27 +216,57 @@ pub async fn receive(
             json!({ "status": "duplicate", "delivery": delivery_id }),
         );
     }
-    match intake.pipeline.try_enqueue(delivery) {
-        Ok(()) => reply(
-            StatusCode::ACCEPTED,
-            json!({ "status": status, "delivery": delivery_id, "event": event_name }),
-        ),
-        Err(e) => {
-            intake
-                .recent
-                .lock()
-                .expect("recent ids lock")
-                .forget(delivery_id);
-            let (retry, error) = match e {
-                EnqueueError::Full => ("5", "the work queue is full; retry later"),
-                EnqueueError::Closed => ("30", "the App is shutting down; retry later"),
-            };
-            let mut resp = reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": error }));
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static(retry));
-            resp
+    let unavailable = |retry: &'static str, error: &str| {
+        intake
+            .recent
+            .lock()
+            .expect("recent ids lock")
+            .forget(delivery_id);
+        let mut resp = reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": error }));
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(retry));
+        resp
+    };
+    // A place in the queue first, so that nothing is logged that cannot be queued.
+    let slot = match intake.pipeline.reserve(&event) {
+        Ok(slot) => slot,
+        Err(EnqueueError::Full) => return unavailable("5", "the work queue is full; retry later"),
+        Err(EnqueueError::Closed) => {
+            return unavailable("30", "the App is shutting down; retry later");
         }
-    }
+    };
+    let received_at = chrono::Utc::now();
+    // Durable before the answer: once 202 is sent, the delivery survives a crash.
+    let seq = match &intake.spool {
+        Some(spool) => match spool
+            .append(
+                delivery_id,
+                event_name,
+                received_at.timestamp_millis(),
+                &body,
+            )
+            .await
+        {
+            Ok(seq) => Some(seq),
+            Err(e) => {
+                tracing::error!(delivery = delivery_id, error = %e, "writing the delivery log failed");
+                return unavailable("30", "the delivery could not be stored; retry later");
+            }
+        },
+        None => None,
+    };
+    slot.send(Delivery {
+        id: delivery_id.to_string(),
+        event_name: event_name.to_string(),
+        event,
+        received_at,
+        body_bytes: body.len().min(u32::MAX as usize) as u32,
+        seq,
+    });
+    reply(
+        StatusCode::ACCEPTED,
+        json!({ "status": status, "delivery": delivery_id, "event": event_name }),
+    )
 }
 
 #[cfg(test)]

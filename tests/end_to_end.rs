@@ -256,7 +256,13 @@ async fn restart_state_survives_a_process_restart() {
     assert_eq!(app.github.dispatches().len(), 1);
     // A new process over the same ClickHouse and GitHub: the ledger is reloaded, so a
     // redelivery of the failure does not dispatch again, and the follow-ups still match.
-    let again = TestApp::assemble(Options::default(), app.store.clone(), app.github.clone()).await;
+    let again = TestApp::assemble(
+        Options::default(),
+        app.store.clone(),
+        app.github.clone(),
+        app.spool_dir.clone(),
+    )
+    .await;
     let body = run_payload(
         "completed",
         1_000_006,

@@ -10,8 +10,9 @@ use autorevert::decide::{Policy, RestartAction};
 use autorevert::github::GitHub;
 use autorevert::ledger::{Restart, RestartKey};
 use autorevert::pipeline::{Engine, Pipeline, Timing};
+use autorevert::server::{Parts, assemble};
 use autorevert::store::Store;
-use autorevert::webhook::{Intake, sign};
+use autorevert::webhook::sign;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -84,6 +85,16 @@ pub struct TestApp {
     pub pipeline: Arc<Pipeline>,
     pub store: Store,
     pub github: FakeGitHub,
+    /// The delivery log's directory (a restart of the process reopens it).
+    pub spool_dir: std::path::PathBuf,
+    /// Deliveries the delivery log handed back at start-up.
+    pub recovered: usize,
+}
+
+pub fn temp_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("autorevert-test-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
 }
 
 impl TestApp {
@@ -98,11 +109,16 @@ impl TestApp {
         }
         let store = fresh_store().await;
         let github = FakeGitHub::start(INSTALLATION, &[REPO]).await;
-        TestApp::assemble(o, store, github).await
+        TestApp::assemble(o, store, github, temp_dir()).await
     }
 
-    /// Builds the App over an existing store and fake GitHub (e.g. a restart of the process).
-    pub async fn assemble(o: Options, store: Store, github: FakeGitHub) -> TestApp {
+    /// Builds the App over an existing store, fake GitHub and delivery log: a new process.
+    pub async fn assemble(
+        o: Options,
+        store: Store,
+        github: FakeGitHub,
+        spool_dir: std::path::PathBuf,
+    ) -> TestApp {
         let key = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/keys/test-app.private-key.pem"
@@ -126,28 +142,30 @@ impl TestApp {
             ingest: true,
             simulate: false,
         };
-        let engine = Arc::new(Engine::new(
+        let app = assemble(Parts {
             policy,
-            Some(store.clone()),
-            Some(gh),
-            Timing {
+            store: Some(store.clone()),
+            github: Some(gh),
+            timing: Timing {
                 confirm_window: o.confirm_window,
                 confirm_backoff: Duration::from_millis(50),
                 dispatch_lookup_delay: Duration::from_millis(50),
             },
-        ));
-        engine.resume().await.expect("loading the ledger");
-        let pipeline = Arc::new(Pipeline::start(engine.clone(), 4, 1024));
-        let intake = Arc::new(Intake::new(
-            vec![SecretString::from(SECRET.to_string())],
-            pipeline.clone(),
-        ));
+            secrets: vec![SecretString::from(SECRET.to_string())],
+            spool_dir: Some(spool_dir.clone()),
+            workers: 4,
+            queue_capacity: 1024,
+        })
+        .await
+        .expect("assembling the App");
         TestApp {
-            router: autorevert::server::router(intake),
-            engine,
-            pipeline,
+            router: app.router,
+            engine: app.engine,
+            pipeline: app.pipeline,
             store,
             github,
+            spool_dir,
+            recovered: app.recovered,
         }
     }
 
@@ -446,4 +464,65 @@ impl TestApp {
             StatusCode::ACCEPTED
         );
     }
+}
+
+/// A TCP proxy in front of the test ClickHouse that can be switched off, to take
+/// ClickHouse "down" and bring it back while the App runs.
+#[derive(Clone)]
+pub struct Outage {
+    pub url: String,
+    up: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Outage {
+    pub async fn start(upstream: &str) -> Outage {
+        let target = url::Url::parse(upstream).unwrap();
+        let target = format!("{}:{}", target.host_str().unwrap(), target.port().unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = up.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: connection closed, as a dead server's would be
+                }
+                let target = target.clone();
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        // Cut established connections too when the switch goes off.
+                        let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                        let cut = async {
+                            while flag.load(std::sync::atomic::Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        };
+                        tokio::select! { _ = copy => {}, _ = cut => {} }
+                    }
+                });
+            }
+        });
+        Outage { url, up }
+    }
+
+    pub fn down(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn up(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A store over the same database, reached through `via` (e.g. an `Outage` proxy).
+pub fn store_via(store: &Store, via: &str) -> Store {
+    let t = store.tables().clone();
+    Store::new(&ClickHouseConfig {
+        url: url::Url::parse(via).unwrap(),
+        user: None,
+        password: None,
+        tables: t,
+        ingest: true,
+    })
 }

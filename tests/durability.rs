@@ -1,0 +1,231 @@
+//! Nothing lost, nothing doubled: the delivery log, crashes, ClickHouse outages.
+
+mod common;
+
+use autorevert::spool::Spool;
+use axum::http::StatusCode;
+use common::*;
+use std::time::Duration;
+
+fn failure(sha: &str, run: u64) -> Vec<u8> {
+    run_payload(
+        "completed",
+        run,
+        sha,
+        "push",
+        "main",
+        Some("failure"),
+        |_| {},
+    )
+}
+
+#[tokio::test]
+async fn a_delivery_answered_before_a_crash_is_handled_once_after_the_restart() {
+    // The process wrote the delivery to its log, answered 202, and died before handling it.
+    let dir = temp_dir();
+    let sha = sha(100);
+    {
+        let (spool, _) = Spool::open(&dir).unwrap();
+        spool
+            .append(
+                "answered-then-crashed",
+                "workflow_run",
+                1_700_000_000_000,
+                &failure(&sha, 100),
+            )
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let store = fresh_store().await;
+    let github = fake_github::FakeGitHub::start(INSTALLATION, &[REPO]).await;
+    let app = TestApp::assemble(Options::default(), store, github, dir.clone()).await;
+    assert_eq!(app.recovered, 1);
+    app.settle().await;
+    assert_eq!(app.github.dispatches().len(), 1);
+    assert!(
+        app.store
+            .delivery("answered-then-crashed")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // GitHub redelivering it now is recognised.
+    let (s, j) = app
+        .deliver_as("workflow_run", "answered-then-crashed", &failure(&sha, 100))
+        .await;
+    assert_eq!(
+        (s, j["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("duplicate"))
+    );
+    // And once handled, the next start has nothing left to do.
+    let again = TestApp::assemble(
+        Options::default(),
+        app.store.clone(),
+        app.github.clone(),
+        dir,
+    )
+    .await;
+    assert_eq!(again.recovered, 0);
+    again.settle().await;
+    assert_eq!(again.github.dispatches().len(), 1);
+}
+
+#[tokio::test]
+async fn clickhouse_down_then_back_every_delivery_is_handled_once() {
+    let store = fresh_store().await;
+    let outage = Outage::start(&clickhouse_url()).await;
+    let github = fake_github::FakeGitHub::start(INSTALLATION, &[REPO]).await;
+    let app = TestApp::assemble(
+        Options::default(),
+        store_via(&store, &outage.url),
+        github,
+        temp_dir(),
+    )
+    .await;
+    outage.down();
+    let shas: Vec<String> = (0..3).map(|i| sha(110 + i)).collect();
+    for (i, s) in shas.iter().enumerate() {
+        let (status, _) = app
+            .deliver_as(
+                "workflow_run",
+                &format!("down-{i}"),
+                &failure(s, 110 + i as u64),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::ACCEPTED,
+            "intake does not need ClickHouse"
+        );
+    }
+    // The same failure delivered again while down (a new delivery id): still one restart.
+    app.deliver_as("workflow_run", "down-again", &failure(&shas[0], 110))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        app.github.dispatches().is_empty(),
+        "no dispatch without a recorded intent"
+    );
+    outage.up();
+    app.settle().await;
+    assert_eq!(
+        app.github.dispatches().len(),
+        3,
+        "{:?}",
+        app.github.dispatches()
+    );
+    for s in &shas {
+        assert_eq!(store.restarts_for(&TestApp::key(s)).await.unwrap().len(), 1);
+    }
+    for id in ["down-0", "down-1", "down-2", "down-again"] {
+        assert!(store.delivery(id).await.unwrap().is_some(), "{id} lost");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_while_dispatching_then_restarted_makes_one_run() {
+    use std::process::{Command, Stdio};
+    let store = fresh_store().await;
+    let github = fake_github::FakeGitHub::start(INSTALLATION, &[REPO]).await;
+    // GitHub holds the dispatch open: the process is killed with the POST in flight.
+    github.script([fake_github::DispatchAnswer::Slow(Duration::from_secs(30))]);
+    let spool = temp_dir();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let key = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/keys/test-app.private-key.pem"
+    );
+    let t = store.tables().clone();
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_autorevert"))
+            .arg("serve")
+            .env_clear()
+            .env("WEBHOOK_SECRET", SECRET)
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("SPOOL_DIR", &spool)
+            .env("GITHUB_APP_ID", fake_github::APP_ID.to_string())
+            .env("GITHUB_APP_PRIVATE_KEY_PATH", key)
+            .env("GITHUB_API_URL", &github.url)
+            .env("CLICKHOUSE_URL", clickhouse_url())
+            .env("CLICKHOUSE_DATABASE", &t.database)
+            .env("CLICKHOUSE_JOB_TABLE", &t.job)
+            .env("CLICKHOUSE_RUN_TABLE", &t.run)
+            .env("CLICKHOUSE_JOB_BY_SHA_TABLE", &t.job_by_sha)
+            .env("DISPATCH_LOOKUP_DELAY_MS", "100")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}");
+    let wait_up = || async {
+        for _ in 0..300 {
+            if client.get(format!("{url}/healthz")).send().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the App did not start");
+    };
+    let mut first = start();
+    wait_up().await;
+    let sha = sha(120);
+    let body = failure(&sha, 120);
+    let resp = client
+        .post(format!("{url}/webhook"))
+        .header("x-github-event", "workflow_run")
+        .header("x-github-delivery", "kill-9")
+        .header(
+            "x-hub-signature-256",
+            autorevert::webhook::sign(SECRET, &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    for _ in 0..200 {
+        if !github.requests_matching("POST", "/dispatches").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(github.requests_matching("POST", "/dispatches").len(), 1);
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        github.state.lock().unwrap().runs.is_empty(),
+        "the held POST created nothing"
+    );
+
+    let mut second = start();
+    wait_up().await;
+    let mut runs = 0;
+    for _ in 0..200 {
+        runs = github.state.lock().unwrap().runs.len();
+        if runs > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert_eq!(runs, 1);
+    assert_eq!(
+        github.state.lock().unwrap().runs.len(),
+        1,
+        "exactly one run"
+    );
+    let lookups = github.requests_matching("GET", "/runs?branch=");
+    assert!(
+        !lookups.is_empty(),
+        "the restarted App listed runs before sending again"
+    );
+}
