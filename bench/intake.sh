@@ -18,7 +18,7 @@ cargo build --release --locked --quiet
 work="$(mktemp -d /tmp/autorevert-bench.XXXXXX)"
 [[ -n "${CLICKHOUSE_URL:-}" ]] || start_local_clickhouse "$work/data"
 
-export WEBHOOK_SECRET=bench-secret RESTART_ACTION=log CLICKHOUSE_DATABASE="bench_$(date +%s)"
+export WEBHOOK_SECRET=bench-secret RESTART_ACTION=log CLICKHOUSE_DATABASE="bench_$(date +%s)" SPOOL_DIR="$work/spool"
 export CLICKHOUSE_JOB_TABLE="$CLICKHOUSE_DATABASE.workflow_job" CLICKHOUSE_RUN_TABLE="$CLICKHOUSE_DATABASE.workflow_run"
 export CLICKHOUSE_JOB_BY_SHA_TABLE="$CLICKHOUSE_DATABASE.workflow_job_by_head_sha"
 port=$((20000 + RANDOM % 20000)); export LISTEN_ADDR="127.0.0.1:$port" RUST_LOG=warn

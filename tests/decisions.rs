@@ -169,3 +169,35 @@ fn restart_id_is_deterministic_and_dispatch_goes_to_the_workflow_file() {
     );
     assert_eq!(restart.trunk_ref(), format!("trunk/{:040x}", 7));
 }
+
+proptest! {
+    /// Arbitrary bytes under any event name: parsing answers Ok or Err, never panics.
+    #[test]
+    fn parsing_never_panics(body in prop::collection::vec(any::<u8>(), 0..2048),
+                            event in prop::sample::select(vec!["workflow_run", "workflow_job", "ping", "issues"])) {
+        let _ = autorevert::events::parse(event, &body);
+    }
+
+    /// Mutated real payloads (a byte flipped, a cut) parse or fail cleanly.
+    #[test]
+    fn mutated_fixtures_never_panic(cut in 0usize..25_000, flip in 0usize..25_000, byte in any::<u8>()) {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/seed-2d3615f/04.workflow_run.completed.original-failure.json");
+        let mut body = std::fs::read(path).unwrap();
+        if !body.is_empty() {
+            let i = flip % body.len();
+            body[i] = byte;
+        }
+        body.truncate(cut.min(body.len()));
+        let _ = autorevert::events::parse("workflow_run", &body);
+    }
+
+    /// Any header value and body: verification answers true or false, never panics, and a
+    /// signature made with another secret never verifies.
+    #[test]
+    fn signature_check_never_panics(header in ".{0,100}", body in prop::collection::vec(any::<u8>(), 0..512)) {
+        let secrets = [secrecy::SecretString::from("s".to_string())];
+        let _ = autorevert::webhook::verify_signature(&secrets, Some(&header), &body);
+        let other = autorevert::webhook::sign("not-s", &body);
+        prop_assert!(!autorevert::webhook::verify_signature(&secrets, Some(&other), &body));
+    }
+}
