@@ -69,8 +69,17 @@ enum Cmd {
         sha: String,
         #[arg(long, default_value = "pytorch/pytorch")]
         repo: String,
+        /// Also report the kill switch (needs GitHub credentials).
+        #[arg(
+            long,
+            env = "KILL_SWITCH_LABEL",
+            default_value = "ci: disable-autorevert"
+        )]
+        kill_switch_label: String,
         #[command(flatten)]
         clickhouse: ClickHouseArgs,
+        #[command(flatten)]
+        github: GitHubArgs,
     },
     /// Send payload files to a running App as GitHub would; without --url, run them through
     /// the decisions in-process (dry run) and print each decision.
@@ -168,8 +177,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             workflow,
             sha,
             repo,
+            kill_switch_label,
             clickhouse,
-        } => cmd_check(workflow, sha, repo, clickhouse).await,
+            github,
+        } => cmd_check(workflow, sha, repo, kill_switch_label, clickhouse, github).await,
         Cmd::Replay {
             payloads,
             url,
@@ -211,6 +222,7 @@ async fn cmd_serve(
             confirm_window: serve.confirm_window,
             confirm_backoff: serve.confirm_backoff,
             dispatch_lookup_delay: serve.dispatch_lookup_delay,
+            kill_switch_ttl: serve.kill_switch_ttl,
         },
         secrets: serve.secrets.clone(),
         spool_dir: Some(serve.spool_dir.clone()),
@@ -320,10 +332,24 @@ async fn cmd_check(
     workflow: String,
     sha: String,
     repo: String,
+    kill_switch_label: String,
     clickhouse: ClickHouseArgs,
+    github: GitHubArgs,
 ) -> Result<ExitCode> {
     check_sha(&sha)?;
     let cfg = clickhouse.validate()?;
+    if let Some(gh) = github.validate()? {
+        let gh = GitHub::new(&gh)?;
+        match gh.kill_switch(&repo, &kill_switch_label, None).await {
+            Ok(Some(ks)) => println!("kill switch ON for {repo}: {ks}"),
+            Ok(None) => println!(
+                "kill switch off for {repo} (no open issue labelled {kill_switch_label:?} by a writer)"
+            ),
+            Err(e) => println!(
+                "kill switch: unknown ({e:#}); the App keeps restarting when it cannot tell"
+            ),
+        }
+    }
     let store = Store::new(&cfg);
     let key = RestartKey {
         repo,

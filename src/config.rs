@@ -105,6 +105,14 @@ pub struct PolicyArgs {
     /// The branch whose failed push runs are restarted.
     #[arg(long, env = "AUTOREVERT_MAIN_BRANCH", default_value = "main")]
     pub main_branch: String,
+    /// An open issue with this label, applied by a user with write permission or more, stops
+    /// all restarts. Empty: no kill switch.
+    #[arg(
+        long,
+        env = "KILL_SWITCH_LABEL",
+        default_value = "ci: disable-autorevert"
+    )]
+    pub kill_switch_label: String,
 }
 
 #[derive(Args, Clone)]
@@ -131,6 +139,9 @@ pub struct ServeArgs {
     /// Parallel workers; deliveries of one commit always go to the same worker.
     #[arg(long, env = "WORKERS", default_value_t = 4)]
     pub workers: usize,
+    /// How long a kill-switch lookup is trusted, seconds.
+    #[arg(long, env = "KILL_SWITCH_TTL_SECS", default_value_t = 60)]
+    pub kill_switch_ttl_secs: u64,
     /// Directory of the delivery log (deliveries are on disk here before they are answered).
     #[arg(long, env = "SPOOL_DIR", default_value = "autorevert-spool")]
     pub spool_dir: PathBuf,
@@ -327,6 +338,8 @@ impl PolicyArgs {
             max_restarts: self.max_restarts,
             action: self.restart_action,
             ingest,
+            kill_switch_label: Some(self.kill_switch_label.trim().to_string())
+                .filter(|l| !l.is_empty()),
             simulate: false,
         })
     }
@@ -342,6 +355,7 @@ pub struct ServeConfig {
     pub queue_capacity: usize,
     pub workers: usize,
     pub spool_dir: PathBuf,
+    pub kill_switch_ttl: Duration,
 }
 
 impl ServeArgs {
@@ -365,6 +379,7 @@ impl ServeArgs {
             queue_capacity: self.queue_capacity,
             workers: self.workers,
             spool_dir: self.spool_dir.clone(),
+            kill_switch_ttl: Duration::from_secs(self.kill_switch_ttl_secs),
         })
     }
 }

@@ -58,6 +58,8 @@ pub struct Policy {
     pub action: RestartAction,
     /// Write received runs and jobs into the local `workflow_run`/`workflow_job` mirror.
     pub ingest: bool,
+    /// Label of the kill-switch issue (`ci: disable-autorevert`); None: no kill switch.
+    pub kill_switch_label: Option<String>,
     /// In-process replay only: a dry-run restart adopts the dispatched run that follows it,
     /// so a developer can follow the whole path without GitHub.
     pub simulate: bool,
@@ -158,6 +160,27 @@ impl Command {
             Command::MirrorJob { job, .. } => format!("mirror workflow_job {}", job.id),
         }
     }
+}
+
+/// While the kill switch is on, a decided dispatch becomes a recorded skip (pure).
+pub fn hold_for_kill_switch(commands: Vec<Command>, switch: &str) -> Vec<Command> {
+    commands
+        .into_iter()
+        .map(|c| match c {
+            Command::Dispatch { restart } => Command::Skip {
+                original_run_id: restart.original_run_id,
+                key: restart.key,
+                reason: format!("kill switch on: {switch}"),
+            },
+            other => other,
+        })
+        .collect()
+}
+
+/// Whether an event could lead to a dispatch (only then is the kill switch looked up).
+pub fn may_dispatch(event: &Event) -> bool {
+    matches!(event, Event::WorkflowRun(e) if e.action == "completed"
+        && RESTART_CONCLUSIONS.contains(&e.run.conclusion.as_deref().unwrap_or("")))
 }
 
 /// Conclusions that warrant a restart.

@@ -22,6 +22,24 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// An open issue that switches restarts off, and who switched it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct KillSwitch {
+    pub issue: u64,
+    pub labelled_by: String,
+    pub permission: String,
+}
+
+impl std::fmt::Display for KillSwitch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "issue #{} labelled by @{} ({})",
+            self.issue, self.labelled_by, self.permission
+        )
+    }
+}
+
 /// What a dispatch POST came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DispatchResult {
@@ -243,6 +261,101 @@ impl GitHub {
             }
         }
         Ok(jobs)
+    }
+
+    /// The kill switch: an open issue carrying `label` counts only if the user who applied
+    /// the label (the latest `labeled` event for it) has write, maintain or admin permission.
+    /// Anyone can open an issue from a template that applies labels; PyTorch's autorevert was
+    /// switched off for 15 hours that way (pytorch/test-infra#8229).
+    pub async fn kill_switch(
+        &self,
+        repo: &str,
+        label: &str,
+        installation: Option<u64>,
+    ) -> Result<Option<KillSwitch>> {
+        #[derive(Deserialize)]
+        struct Issue {
+            number: u64,
+        }
+        #[derive(Deserialize)]
+        struct Named {
+            name: String,
+        }
+        #[derive(Deserialize)]
+        struct Login {
+            login: String,
+        }
+        #[derive(Deserialize)]
+        struct IssueEvent {
+            event: String,
+            label: Option<Named>,
+            actor: Option<Login>,
+        }
+        #[derive(Deserialize)]
+        struct Permission {
+            permission: String,
+            #[serde(default)]
+            role_name: String,
+        }
+        let client = self.client_for(repo, installation).await?;
+        let issues: Vec<Issue> = get_json(
+            &client,
+            &format!(
+                "/repos/{repo}/issues?labels={}&state=open&per_page=100",
+                url_escape(label)
+            ),
+        )
+        .await?;
+        for issue in issues {
+            let mut labelled_by = None;
+            for page in 1..=10u32 {
+                let events: Vec<IssueEvent> = get_json(
+                    &client,
+                    &format!(
+                        "/repos/{repo}/issues/{}/events?per_page=100&page={page}",
+                        issue.number
+                    ),
+                )
+                .await?;
+                let n = events.len();
+                for e in events {
+                    if e.event == "labeled" && e.label.as_ref().is_some_and(|l| l.name == label) {
+                        labelled_by = e.actor.map(|a| a.login);
+                    }
+                }
+                if n < 100 {
+                    break;
+                }
+            }
+            let Some(user) = labelled_by else { continue };
+            let p: Permission = get_json(
+                &client,
+                &format!("/repos/{repo}/collaborators/{user}/permission"),
+            )
+            .await?;
+            let role = if p.role_name.is_empty() {
+                p.permission.clone()
+            } else {
+                p.role_name.clone()
+            };
+            if matches!(p.permission.as_str(), "admin" | "write")
+                || matches!(role.as_str(), "admin" | "maintain" | "write")
+            {
+                return Ok(Some(KillSwitch {
+                    issue: issue.number,
+                    labelled_by: user,
+                    permission: role,
+                }));
+            }
+            tracing::warn!(
+                repo,
+                issue = issue.number,
+                user,
+                permission = p.permission,
+                "kill-switch label applied by a user without write permission: ignored"
+            );
+        }
+        Ok(None)
     }
 
     /// A workflow file name for `name`: a file name (`trunk.yml`) is taken as it is; a display

@@ -8,9 +8,9 @@
 //! Slow follow-ups (confirming in ClickHouse, settling an unknown dispatch) run as their own
 //! tasks so they never hold a worker.
 
-use crate::decide::{Command, Policy, decide};
+use crate::decide::{Command, Policy, decide, hold_for_kill_switch, may_dispatch};
 use crate::events::{Event, Job};
-use crate::github::{DispatchRequest, DispatchResult, GitHub};
+use crate::github::{DispatchRequest, DispatchResult, GitHub, KillSwitch};
 use crate::ledger::{Ledger, Restart, RestartKey, Status};
 use crate::outcome::{JobState, failing_base_names, judge};
 use crate::recorder::{Entry, Recorder};
@@ -50,6 +50,7 @@ pub struct Timing {
     pub confirm_window: Duration,
     pub confirm_backoff: Duration,
     pub dispatch_lookup_delay: Duration,
+    pub kill_switch_ttl: Duration,
 }
 
 impl Default for Timing {
@@ -58,6 +59,7 @@ impl Default for Timing {
             confirm_window: Duration::from_secs(1800),
             confirm_backoff: Duration::from_millis(500),
             dispatch_lookup_delay: Duration::from_secs(5),
+            kill_switch_ttl: Duration::from_secs(60),
         }
     }
 }
@@ -72,6 +74,8 @@ pub struct Engine {
     github: Option<GitHub>,
     timing: Timing,
     confirming: Mutex<HashSet<String>>,
+    /// Kill-switch lookups per repository: (when, what).
+    kill_switches: Mutex<HashMap<String, (tokio::time::Instant, Option<KillSwitch>)>>,
     /// Job states when there is no store (in-process replay): (repo, run) -> job id -> state.
     replay_jobs: Mutex<HashMap<(String, u64), BTreeMap<u64, JobState>>>,
     /// Deliveries queued or being handled, plus background follow-ups in flight.
@@ -100,6 +104,7 @@ impl Engine {
             timing,
             confirming: Mutex::new(HashSet::new()),
             replay_jobs: Mutex::new(HashMap::new()),
+            kill_switches: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
         }
@@ -202,10 +207,56 @@ impl Engine {
     }
 
     /// Decides and carries out one delivery; returns what was decided.
+    /// The kill switch of a repository, looked up at most every `kill_switch_ttl`. A failed
+    /// lookup leaves restarts on (as PyTorch's autorevert does) and says so in the log.
+    pub async fn kill_switch(&self, repo: &str, installation: Option<u64>) -> Option<KillSwitch> {
+        let (Some(label), Some(gh)) = (&self.policy.kill_switch_label, &self.github) else {
+            return None;
+        };
+        let previous = self.kill_switches.lock().expect("lock").get(repo).cloned();
+        if let Some((at, v)) = &previous
+            && at.elapsed() < self.timing.kill_switch_ttl
+        {
+            return v.clone();
+        }
+        let now = match gh.kill_switch(repo, label, installation).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(
+                    repo,
+                    error = format!("{e:#}"),
+                    "kill-switch lookup failed; restarts stay on"
+                );
+                None
+            }
+        };
+        let before = previous.and_then(|(_, v)| v);
+        if before != now {
+            match &now {
+                Some(ks) => tracing::warn!(repo, %ks, "kill switch ON: restarts are held"),
+                None => tracing::info!(repo, "kill switch off: restarts resume"),
+            }
+        }
+        self.kill_switches
+            .lock()
+            .expect("lock")
+            .insert(repo.to_string(), (tokio::time::Instant::now(), now.clone()));
+        now
+    }
+
     pub async fn handle(self: &Arc<Self>, d: &Delivery) -> Handled {
+        let switch = match &d.event {
+            crate::events::Event::WorkflowRun(e) if may_dispatch(&d.event) => {
+                self.kill_switch(&e.repo, e.installation_id).await
+            }
+            _ => None,
+        };
         let commands = {
             let mut ledger = self.ledger.lock().expect("ledger lock");
-            let commands = decide(&d.event, &d.id, &ledger, &self.policy, Utc::now());
+            let mut commands = decide(&d.event, &d.id, &ledger, &self.policy, Utc::now());
+            if let Some(ks) = &switch {
+                commands = hold_for_kill_switch(commands, &ks.to_string());
+            }
             // Claim new restarts before the lock is released: the next delivery for the
             // same commit already sees them.
             for c in &commands {

@@ -15,6 +15,7 @@ fn policy(cap: u32, action: RestartAction) -> Policy {
         max_restarts: cap,
         action,
         ingest: false,
+        kill_switch_label: None,
         simulate: false,
     }
 }

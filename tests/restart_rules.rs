@@ -442,3 +442,66 @@ async fn a_slow_github_does_not_slow_the_webhook() {
     app.settle().await;
     assert_eq!(app.github.dispatches().len(), 1);
 }
+
+#[tokio::test]
+async fn kill_switch_by_a_writer_holds_restarts_until_closed() {
+    let app = TestApp::start().await;
+    app.github
+        .open_kill_switch(500, "ci: disable-autorevert", "oncall", "write", "maintain");
+    let held = sha(130);
+    app.deliver("workflow_run", &failure(&held, 130)).await;
+    app.settle().await;
+    assert!(app.github.dispatches().is_empty());
+    let events = app.store.events_for(&TestApp::key(&held)).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, "skipped");
+    assert!(
+        events[0]
+            .message
+            .contains("kill switch on: issue #500 labelled by @oncall (maintain)"),
+        "{}",
+        events[0].message
+    );
+    // Closed: the next failure of another commit restarts again.
+    app.github.close_issue(500);
+    app.deliver("workflow_run", &failure(&sha(131), 131)).await;
+    app.settle().await;
+    assert_eq!(app.github.dispatches().len(), 1);
+}
+
+#[tokio::test]
+async fn kill_switch_label_from_a_user_without_write_permission_is_ignored() {
+    let app = TestApp::start().await;
+    // Anyone can open an issue from a template that applies the label.
+    app.github
+        .open_kill_switch(501, "ci: disable-autorevert", "drive-by", "read", "triage");
+    app.deliver("workflow_run", &failure(&sha(132), 132)).await;
+    app.settle().await;
+    assert_eq!(app.github.dispatches().len(), 1);
+}
+
+#[tokio::test]
+async fn kill_switch_is_looked_up_only_for_possible_restarts() {
+    let app = TestApp::start().await;
+    let ok = run_payload(
+        "completed",
+        133,
+        &sha(133),
+        "push",
+        "main",
+        Some("success"),
+        |_| {},
+    );
+    app.deliver("workflow_run", &ok).await;
+    app.deliver(
+        "workflow_job",
+        &job_payload("queued", 1, 133, &sha(133), "main", BUILD, None),
+    )
+    .await;
+    app.settle().await;
+    assert!(
+        app.github
+            .requests_matching("GET", "/issues?labels=")
+            .is_empty()
+    );
+}

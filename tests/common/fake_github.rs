@@ -59,6 +59,9 @@ pub struct FakeRun {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// (open, labels, issue events as (event, label, actor))
+pub type FakeIssue = (bool, Vec<String>, Vec<(String, String, String)>);
+
 pub struct GhState {
     decoding: DecodingKey,
     pub installations: HashMap<u64, Vec<String>>,
@@ -75,6 +78,9 @@ pub struct GhState {
     /// Workflow files by path: contents for the contents API.
     pub files: HashMap<String, String>,
     pub workflows: Vec<(String, String, String)>,
+    pub issues: HashMap<u64, FakeIssue>,
+    /// Collaborator permission by login ("admin", "write", "read", "none"), role name.
+    pub permissions: HashMap<String, (String, String)>,
 }
 
 #[derive(Clone)]
@@ -409,7 +415,103 @@ async fn contents(
     }
 }
 
+async fn list_issues(
+    State(st): State<Shared>,
+    Path((o, r)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let s = st.lock().unwrap();
+    if let Err(resp) = check_token(&s, &headers, &format!("{o}/{r}")) {
+        return resp;
+    }
+    let want: Vec<&str> = q
+        .get("labels")
+        .map(|l| l.split(',').collect())
+        .unwrap_or_default();
+    let open_only = q.get("state").is_none_or(|x| x == "open");
+    let mut out: Vec<Value> = s
+        .issues
+        .iter()
+        .filter(|(_, (open, labels, _))| {
+            (!open_only || *open) && want.iter().all(|w| labels.iter().any(|l| l == w))
+        })
+        .map(|(n, (open, labels, _))| {
+            json!({"number": n, "state": if *open {"open"} else {"closed"},
+                   "labels": labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>()})
+        })
+        .collect();
+    out.sort_by_key(|v| v["number"].as_u64());
+    Json(out).into_response()
+}
+
+async fn issue_events(
+    State(st): State<Shared>,
+    Path((o, r, n)): Path<(String, String, u64)>,
+    headers: HeaderMap,
+) -> Response {
+    let s = st.lock().unwrap();
+    if let Err(resp) = check_token(&s, &headers, &format!("{o}/{r}")) {
+        return resp;
+    }
+    match s.issues.get(&n) {
+        Some((_, _, events)) => Json(
+            events
+                .iter()
+                .map(|(e, l, a)| json!({"event": e, "label": {"name": l}, "actor": {"login": a}}))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+async fn permission(
+    State(st): State<Shared>,
+    Path((o, r, user)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let s = st.lock().unwrap();
+    if let Err(resp) = check_token(&s, &headers, &format!("{o}/{r}")) {
+        return resp;
+    }
+    let (p, role) = s
+        .permissions
+        .get(&user)
+        .cloned()
+        .unwrap_or(("none".into(), "none".into()));
+    Json(json!({"permission": p, "role_name": role, "user": {"login": user}})).into_response()
+}
+
 impl FakeGitHub {
+    /// An open issue carrying `label`, applied by `by`, who has `permission` (role name).
+    pub fn open_kill_switch(
+        &self,
+        number: u64,
+        label: &str,
+        by: &str,
+        permission: &str,
+        role: &str,
+    ) {
+        let mut s = self.state.lock().unwrap();
+        s.issues.insert(
+            number,
+            (
+                true,
+                vec![label.into()],
+                vec![("labeled".into(), label.into(), by.into())],
+            ),
+        );
+        s.permissions
+            .insert(by.into(), (permission.into(), role.into()));
+    }
+
+    pub fn close_issue(&self, number: u64) {
+        if let Some(i) = self.state.lock().unwrap().issues.get_mut(&number) {
+            i.0 = false;
+        }
+    }
+
     /// Starts on a free loopback port with one installation covering `repos`.
     pub async fn start(installation: u64, repos: &[&str]) -> FakeGitHub {
         let public = std::fs::read(concat!(
@@ -437,6 +539,8 @@ impl FakeGitHub {
                 ".github/workflows/trunk.yml".into(),
                 "active".into(),
             )],
+            issues: HashMap::new(),
+            permissions: HashMap::new(),
         }));
         let app = Router::new()
             .route("/app/installations/{id}/access_tokens", post(access_tokens))
@@ -449,6 +553,12 @@ impl FakeGitHub {
             .route("/repos/{o}/{r}/actions/runs/{run}/jobs", get(list_jobs))
             .route("/repos/{o}/{r}/actions/workflows", get(list_workflows))
             .route("/repos/{o}/{r}/contents/{*path}", get(contents))
+            .route("/repos/{o}/{r}/issues", get(list_issues))
+            .route("/repos/{o}/{r}/issues/{n}/events", get(issue_events))
+            .route(
+                "/repos/{o}/{r}/collaborators/{user}/permission",
+                get(permission),
+            )
             .fallback(|| async { gh_error(StatusCode::NOT_FOUND, "Not Found") })
             .layer(middleware::from_fn_with_state(state.clone(), log_requests))
             .with_state(state.clone());

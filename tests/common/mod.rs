@@ -140,6 +140,7 @@ impl TestApp {
             max_restarts: o.max_restarts,
             action: o.action,
             ingest: true,
+            kill_switch_label: Some("ci: disable-autorevert".into()),
             simulate: false,
         };
         let app = assemble(Parts {
@@ -150,6 +151,7 @@ impl TestApp {
                 confirm_window: o.confirm_window,
                 confirm_backoff: Duration::from_millis(50),
                 dispatch_lookup_delay: Duration::from_millis(50),
+                kill_switch_ttl: Duration::ZERO,
             },
             secrets: vec![SecretString::from(SECRET.to_string())],
             spool_dir: Some(spool_dir.clone()),
