@@ -228,6 +228,7 @@ async fn cmd_serve(
         spool_dir: Some(serve.spool_dir.clone()),
         workers: serve.workers,
         queue_capacity: serve.queue_capacity,
+        reconcile: serve.reconcile,
     })
     .await?;
     let listener = tokio::net::TcpListener::bind(serve.listen)

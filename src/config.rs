@@ -139,6 +139,13 @@ pub struct ServeArgs {
     /// Parallel workers; deliveries of one commit always go to the same worker.
     #[arg(long, env = "WORKERS", default_value_t = 4)]
     pub workers: usize,
+    /// Reconcile with GitHub's API every this many seconds (0: never): failed runs whose
+    /// webhook was missed, restarts whose follow-ups were missed.
+    #[arg(long, env = "RECONCILE_SECS", default_value_t = 600)]
+    pub reconcile_secs: u64,
+    /// How far back the reconciler looks for failed runs, hours.
+    #[arg(long, env = "RECONCILE_LOOKBACK_HOURS", default_value_t = 6)]
+    pub reconcile_lookback_hours: u64,
     /// How long a kill-switch lookup is trusted, seconds.
     #[arg(long, env = "KILL_SWITCH_TTL_SECS", default_value_t = 60)]
     pub kill_switch_ttl_secs: u64,
@@ -356,6 +363,7 @@ pub struct ServeConfig {
     pub workers: usize,
     pub spool_dir: PathBuf,
     pub kill_switch_ttl: Duration,
+    pub reconcile: Option<(Duration, Duration)>,
 }
 
 impl ServeArgs {
@@ -380,6 +388,12 @@ impl ServeArgs {
             workers: self.workers,
             spool_dir: self.spool_dir.clone(),
             kill_switch_ttl: Duration::from_secs(self.kill_switch_ttl_secs),
+            reconcile: (self.reconcile_secs > 0).then(|| {
+                (
+                    Duration::from_secs(self.reconcile_secs),
+                    Duration::from_secs(self.reconcile_lookback_hours.max(1) * 3600),
+                )
+            }),
         })
     }
 }

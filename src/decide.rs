@@ -277,6 +277,15 @@ fn decide_run(
                 run_url: run.html_url.clone(),
             });
         }
+        // A running or finished run has jobs: confirm, even if their webhooks were missed.
+        if matches!(e.action.as_str(), "in_progress" | "completed")
+            && restart.confirmed_at.is_none()
+            && !matches!(restart.status, Status::Unconfirmed | Status::Confirmed)
+        {
+            out.push(Command::Confirm {
+                restart_id: restart.restart_id.clone(),
+            });
+        }
         if e.action == "completed" && restart.status != Status::Completed {
             out.push(Command::Evaluate {
                 restart_id: restart.restart_id.clone(),

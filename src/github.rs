@@ -231,13 +231,39 @@ impl GitHub {
         git_ref: &str,
         installation: Option<u64>,
     ) -> Result<Vec<Run>> {
+        self.runs(
+            repo,
+            workflow_file,
+            &[("branch", git_ref), ("event", "workflow_dispatch")],
+            installation,
+        )
+        .await
+    }
+
+    /// Runs of a workflow file, newest first, filtered by GitHub's query parameters
+    /// (`branch`, `event`, `status`, `created`, ...).
+    pub async fn runs(
+        &self,
+        repo: &str,
+        workflow_file: &str,
+        query: &[(&str, &str)],
+        installation: Option<u64>,
+    ) -> Result<Vec<Run>> {
         let client = self.client_for(repo, installation).await?;
-        let route = format!(
-            "/repos/{repo}/actions/workflows/{workflow_file}/runs?branch={}&event=workflow_dispatch&per_page=100",
-            url_escape(git_ref)
-        );
+        let qs: String = query
+            .iter()
+            .map(|(k, v)| format!("&{k}={}", url_escape(v)))
+            .collect();
+        let route =
+            format!("/repos/{repo}/actions/workflows/{workflow_file}/runs?per_page=100{qs}");
         let page: RunsPage = get_json(&client, &route).await?;
         Ok(page.workflow_runs)
+    }
+
+    /// One run (`GET /repos/{repo}/actions/runs/{id}`).
+    pub async fn run(&self, repo: &str, run_id: u64, installation: Option<u64>) -> Result<Run> {
+        let client = self.client_for(repo, installation).await?;
+        get_json(&client, &format!("/repos/{repo}/actions/runs/{run_id}")).await
     }
 
     /// Every job of a run's latest attempt (`filter=latest`), all pages.

@@ -14,6 +14,7 @@ pub mod github;
 pub mod ledger;
 pub mod outcome;
 pub mod pipeline;
+pub mod reconcile;
 pub mod recorder;
 pub mod server;
 pub mod spool;

@@ -139,6 +139,10 @@ impl Engine {
         Ok(n)
     }
 
+    pub fn github(&self) -> Option<&GitHub> {
+        self.github.as_ref()
+    }
+
     pub fn restarts(&self, key: &RestartKey) -> Vec<Restart> {
         self.ledger
             .lock()

@@ -39,6 +39,8 @@ pub struct Parts {
     pub spool_dir: Option<PathBuf>,
     pub workers: usize,
     pub queue_capacity: usize,
+    /// Reconcile with GitHub every `.0`, looking back `.1` (None: off).
+    pub reconcile: Option<(Duration, Duration)>,
 }
 
 /// Opens the delivery log, reloads the ledger, starts the workers, and queues again every
@@ -96,6 +98,15 @@ pub async fn assemble(p: Parts) -> anyhow::Result<App> {
                 "handling deliveries left from the last run"
             );
         }
+    }
+    if let (Some((every, lookback)), Some(gh)) = (p.reconcile, engine.github()) {
+        crate::reconcile::spawn(
+            engine.clone(),
+            pipeline.clone(),
+            gh.clone(),
+            every,
+            lookback,
+        );
     }
     Ok(App {
         router: router(intake.clone()),

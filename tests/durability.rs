@@ -223,7 +223,7 @@ async fn killed_while_dispatching_then_restarted_makes_one_run() {
         1,
         "exactly one run"
     );
-    let lookups = github.requests_matching("GET", "/runs?branch=");
+    let lookups = github.requests_matching("GET", "&branch=trunk%2F");
     assert!(
         !lookups.is_empty(),
         "the restarted App listed runs before sending again"

@@ -309,7 +309,7 @@ async fn dispatch_500_after_the_run_was_created_finds_the_run_without_a_second_p
     assert_eq!(app.github.dispatches().len(), 1, "no second POST");
     let lookups = app.github.requests_matching(
         "GET",
-        &format!("/runs?branch=trunk%2F{sha}&event=workflow_dispatch"),
+        &format!("&branch=trunk%2F{sha}&event=workflow_dispatch"),
     );
     assert_eq!(lookups.len(), 1, "the runs on trunk/<sha> were listed");
     let created = app.github.state.lock().unwrap().runs[0].id;
@@ -331,7 +331,7 @@ async fn dispatch_500_without_a_run_is_resent_once_only_after_the_lookup() {
     app.deliver("workflow_run", &failure(&sha, 62)).await;
     app.settle().await;
     let posts = app.github.requests_matching("POST", "/dispatches");
-    let lookups = app.github.requests_matching("GET", "/runs?branch=");
+    let lookups = app.github.requests_matching("GET", "&branch=trunk%2F");
     assert_eq!(posts.len(), 2);
     assert_eq!(lookups.len(), 1);
     assert!(
@@ -356,7 +356,9 @@ async fn dispatch_500_twice_stays_unknown_and_sends_no_third_post() {
     app.settle().await;
     assert_eq!(app.github.requests_matching("POST", "/dispatches").len(), 2);
     assert_eq!(
-        app.github.requests_matching("GET", "/runs?branch=").len(),
+        app.github
+            .requests_matching("GET", "&branch=trunk%2F")
+            .len(),
         2
     );
     let r = &app.stored_restarts(&sha).await[0];

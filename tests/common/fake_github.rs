@@ -56,6 +56,8 @@ pub struct FakeRun {
     pub head_sha: String,
     pub head_branch: String,
     pub event: String,
+    pub status: String,
+    pub conclusion: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -237,6 +239,8 @@ fn create_run(s: &mut GhState, repo: &str, workflow: &str, git_ref: &str) -> u64
         head_sha: sha,
         head_branch: git_ref.into(),
         event: "workflow_dispatch".into(),
+        status: "queued".into(),
+        conclusion: None,
         created_at: chrono::Utc::now(),
     });
     id
@@ -322,7 +326,7 @@ fn run_json(r: &FakeRun) -> Value {
     json!({
         "id": r.id, "name": "trunk", "path": format!(".github/workflows/{}", r.workflow_file),
         "head_sha": r.head_sha, "head_branch": r.head_branch, "event": r.event,
-        "status": "queued", "conclusion": null, "run_attempt": 1, "workflow_id": 1,
+        "status": r.status, "conclusion": r.conclusion, "run_attempt": 1, "workflow_id": 1,
         "created_at": r.created_at.to_rfc3339(), "updated_at": r.created_at.to_rfc3339(),
         "html_url": format!("https://github.com/{}/actions/runs/{}", r.repo, r.id),
         "url": format!("https://api.github.com/repos/{}/actions/runs/{}", r.repo, r.id),
@@ -347,9 +351,26 @@ async fn list_runs(
         .filter(|x| x.repo == repo && x.workflow_file == wf)
         .filter(|x| q.get("branch").is_none_or(|b| &x.head_branch == b))
         .filter(|x| q.get("event").is_none_or(|e| &x.event == e))
+        .filter(|x| q.get("status").is_none_or(|e| &x.status == e))
         .map(run_json)
         .collect();
     Json(json!({"total_count": runs.len(), "workflow_runs": runs})).into_response()
+}
+
+async fn get_run(
+    State(st): State<Shared>,
+    Path((o, r, id)): Path<(String, String, u64)>,
+    headers: HeaderMap,
+) -> Response {
+    let repo = format!("{o}/{r}");
+    let s = st.lock().unwrap();
+    if let Err(resp) = check_token(&s, &headers, &repo) {
+        return resp;
+    }
+    match s.runs.iter().find(|x| x.id == id && x.repo == repo) {
+        Some(run) => Json(run_json(run)).into_response(),
+        None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
+    }
 }
 
 async fn list_jobs(
@@ -506,6 +527,20 @@ impl FakeGitHub {
             .insert(by.into(), (permission.into(), role.into()));
     }
 
+    /// A run that exists on GitHub (whether or not a webhook told the App about it).
+    pub fn add_run(&self, run: FakeRun) {
+        self.state.lock().unwrap().runs.push(run);
+    }
+
+    /// Finishes a run on GitHub without sending any webhook.
+    pub fn complete_run(&self, id: u64, conclusion: &str) {
+        let mut s = self.state.lock().unwrap();
+        if let Some(r) = s.runs.iter_mut().find(|r| r.id == id) {
+            r.status = "completed".into();
+            r.conclusion = Some(conclusion.into());
+        }
+    }
+
     pub fn close_issue(&self, number: u64) {
         if let Some(i) = self.state.lock().unwrap().issues.get_mut(&number) {
             i.0 = false;
@@ -551,6 +586,7 @@ impl FakeGitHub {
             )
             .route("/repos/{o}/{r}/actions/workflows/{wf}/runs", get(list_runs))
             .route("/repos/{o}/{r}/actions/runs/{run}/jobs", get(list_jobs))
+            .route("/repos/{o}/{r}/actions/runs/{run}", get(get_run))
             .route("/repos/{o}/{r}/actions/workflows", get(list_workflows))
             .route("/repos/{o}/{r}/contents/{*path}", get(contents))
             .route("/repos/{o}/{r}/issues", get(list_issues))

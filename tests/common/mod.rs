@@ -157,6 +157,7 @@ impl TestApp {
             spool_dir: Some(spool_dir.clone()),
             workers: 4,
             queue_capacity: 1024,
+            reconcile: None, // tests run passes explicitly
         })
         .await
         .expect("assembling the App");

@@ -1,0 +1,144 @@
+//! The reconciler: what webhooks missed, the API still knows.
+
+mod common;
+
+use autorevert::ledger::Status;
+use autorevert::outcome::Verdict;
+use autorevert::reconcile::reconcile_once;
+use common::fake_github::FakeRun;
+use common::*;
+use std::time::Duration;
+
+fn main_run(id: u64, sha: &str, conclusion: &str) -> FakeRun {
+    FakeRun {
+        id,
+        repo: REPO.into(),
+        workflow_file: "trunk.yml".into(),
+        head_sha: sha.into(),
+        head_branch: "main".into(),
+        event: "push".into(),
+        status: "completed".into(),
+        conclusion: Some(conclusion.into()),
+        created_at: chrono::Utc::now() - chrono::Duration::minutes(30),
+    }
+}
+
+async fn pass(app: &TestApp) -> autorevert::reconcile::Pass {
+    let gh = app.engine.github().unwrap().clone();
+    let p = reconcile_once(
+        &app.engine,
+        &app.pipeline,
+        &gh,
+        Duration::from_secs(6 * 3600),
+    )
+    .await;
+    app.settle().await;
+    p
+}
+
+#[tokio::test]
+async fn a_failure_whose_webhook_was_missed_is_restarted_once() {
+    let app = TestApp::start().await;
+    let missed = sha(140);
+    app.github.add_run(main_run(2_000_140, &missed, "failure"));
+    app.github
+        .add_run(main_run(2_000_141, &sha(141), "success"));
+    let p = pass(&app).await;
+    assert_eq!(p.missed_failures, 1, "{p:?}");
+    assert_eq!(app.github.dispatches().len(), 1);
+    assert_eq!(
+        app.github.dispatches()[0].body["ref"],
+        format!("trunk/{missed}")
+    );
+    let r = &app.stored_restarts(&missed).await[0];
+    assert_eq!(r.original_run_id, 2_000_140);
+    // The next pass finds the restart and leaves it alone.
+    let p = pass(&app).await;
+    assert_eq!(p.missed_failures, 0);
+    assert_eq!(app.github.dispatches().len(), 1);
+}
+
+#[tokio::test]
+async fn a_restart_whose_follow_ups_were_missed_is_confirmed_and_judged() {
+    // No webhooks means no mirror rows: confirmation gives up after a short window.
+    let app = TestApp::with(Options {
+        confirm_window: Duration::from_millis(300),
+        ..Options::default()
+    })
+    .await;
+    let sha = sha(142);
+    let original = 2_000_142;
+    app.github.set_jobs(
+        original,
+        vec![rest_job(1, original, &sha, TEST_1, "failure")],
+    );
+    let body = run_payload(
+        "completed",
+        original,
+        &sha,
+        "push",
+        "main",
+        Some("failure"),
+        |_| {},
+    );
+    app.deliver("workflow_run", &body).await;
+    app.settle().await;
+    let run = app.stored_restarts(&sha).await[0].restart_run_id.unwrap();
+    // GitHub ran the restart to the end, and no webhook about it ever arrived.
+    app.github
+        .set_jobs(run, vec![rest_job(2, run, &sha, TEST_1, "failure")]);
+    app.github.complete_run(run, "failure");
+    let p = pass(&app).await;
+    assert_eq!(p.restarts_refreshed, 1, "{p:?}");
+    let r = &app.stored_restarts(&sha).await[0];
+    assert_eq!(r.status, Status::Completed, "{}", r.reason);
+    assert_eq!(r.outcome, Some(Verdict::Reproduced), "{}", r.reason);
+    assert!(
+        app.event_kinds(&sha)
+            .await
+            .contains(&"unconfirmed".to_string()),
+        "confirmation was attempted"
+    );
+    // Completed restarts are not read again.
+    assert_eq!(pass(&app).await.restarts_refreshed, 0);
+}
+
+#[tokio::test]
+async fn a_dispatch_answered_without_run_id_is_matched_by_the_reconciler() {
+    let app = TestApp::with(Options {
+        confirm_window: Duration::from_millis(300),
+        ..Options::default()
+    })
+    .await;
+    let sha = sha(143);
+    app.github
+        .script([common::fake_github::DispatchAnswer::CreateNoDetails]);
+    let body = run_payload(
+        "completed",
+        2_000_143,
+        &sha,
+        "push",
+        "main",
+        Some("failure"),
+        |_| {},
+    );
+    app.deliver("workflow_run", &body).await;
+    app.settle().await;
+    assert_eq!(app.stored_restarts(&sha).await[0].restart_run_id, None);
+    let p = pass(&app).await;
+    assert_eq!(p.restarts_refreshed, 1);
+    let created = app
+        .github
+        .state
+        .lock()
+        .unwrap()
+        .runs
+        .iter()
+        .find(|r| r.head_sha == sha)
+        .unwrap()
+        .id;
+    assert_eq!(
+        app.stored_restarts(&sha).await[0].restart_run_id,
+        Some(created)
+    );
+}
