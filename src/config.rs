@@ -105,6 +105,17 @@ pub struct PolicyArgs {
     /// The branch whose failed push runs are restarted.
     #[arg(long, env = "AUTOREVERT_MAIN_BRANCH", default_value = "main")]
     pub main_branch: String,
+    /// Minimum minutes between two restarts of one (repository, workflow, sha).
+    #[arg(long, env = "AUTOREVERT_MIN_SPACING_MINS", default_value_t = 20)]
+    pub min_spacing_mins: i64,
+    /// Backoff after failed dispatches: base minutes, doubled per failure, up to the max.
+    #[arg(long, env = "AUTOREVERT_BACKOFF_BASE_MINS", default_value_t = 20)]
+    pub backoff_base_mins: i64,
+    #[arg(long, env = "AUTOREVERT_BACKOFF_MAX_MINS", default_value_t = 60)]
+    pub backoff_max_mins: i64,
+    /// Restarts per hour across all repositories and commits, before new ones wait.
+    #[arg(long, env = "AUTOREVERT_MAX_RESTARTS_PER_HOUR", default_value_t = 30)]
+    pub max_restarts_per_hour: u32,
     /// An open issue with this label, applied by a user with write permission or more, stops
     /// all restarts. Empty: no kill switch.
     #[arg(
@@ -333,6 +344,11 @@ impl PolicyArgs {
         if workflows.is_empty() {
             bail!("AUTOREVERT_WORKFLOWS is empty: name at least one workflow (e.g. trunk)");
         }
+        if self.max_restarts_per_hour == 0 {
+            bail!(
+                "AUTOREVERT_MAX_RESTARTS_PER_HOUR must be at least 1 (use RESTART_ACTION=skip to stop restarts)"
+            );
+        }
         if self.max_restarts == 0 {
             bail!(
                 "AUTOREVERT_MAX_RESTARTS must be at least 1 (use RESTART_ACTION=skip to stop restarts)"
@@ -345,6 +361,10 @@ impl PolicyArgs {
             max_restarts: self.max_restarts,
             action: self.restart_action,
             ingest,
+            min_spacing: chrono::Duration::minutes(self.min_spacing_mins.max(0)),
+            backoff_base: chrono::Duration::minutes(self.backoff_base_mins.max(0)),
+            backoff_max: chrono::Duration::minutes(self.backoff_max_mins.max(0)),
+            max_restarts_per_hour: self.max_restarts_per_hour,
             kill_switch_label: Some(self.kill_switch_label.trim().to_string())
                 .filter(|l| !l.is_empty()),
             simulate: false,

@@ -58,6 +58,13 @@ pub struct Policy {
     pub action: RestartAction,
     /// Write received runs and jobs into the local `workflow_run`/`workflow_job` mirror.
     pub ingest: bool,
+    /// Minimum time between two restarts of one (repository, workflow, sha).
+    pub min_spacing: chrono::Duration,
+    /// Wait after `n` consecutive failed dispatches: `backoff_base * 2^(n-1)`, at most `backoff_max`.
+    pub backoff_base: chrono::Duration,
+    pub backoff_max: chrono::Duration,
+    /// Restarts dispatched in the last hour, across everything, before new ones wait.
+    pub max_restarts_per_hour: u32,
     /// Label of the kill-switch issue (`ci: disable-autorevert`); None: no kill switch.
     pub kill_switch_label: Option<String>,
     /// In-process replay only: a dry-run restart adopts the dispatched run that follows it,
@@ -343,6 +350,13 @@ fn decide_run(
             ),
         }];
     }
+    if let Some(reason) = paced(existing, ledger, policy, now) {
+        return vec![Command::Skip {
+            key,
+            original_run_id: run.id,
+            reason,
+        }];
+    }
     if policy.action == RestartAction::Skip {
         return vec![Command::Skip {
             key,
@@ -380,6 +394,52 @@ fn decide_run(
     vec![Command::Dispatch {
         restart: Box::new(restart),
     }]
+}
+
+/// Pacing (PyTorch's rules): spacing after a restart, backoff after failed dispatches,
+/// and a global hourly budget. `Some(reason)` holds the restart back.
+fn paced(
+    existing: &[Restart],
+    ledger: &Ledger,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    if let Some(last) = existing.iter().max_by_key(|r| r.requested_at) {
+        let since = now - last.requested_at;
+        let failures = existing
+            .iter()
+            .rev()
+            .take_while(|r| r.status == Status::DispatchFailed)
+            .count() as u32;
+        if failures > 0 {
+            let factor = 2i32.saturating_pow(failures.saturating_sub(1).min(16));
+            let wait = (policy.backoff_base * factor).min(policy.backoff_max);
+            if since < wait {
+                return Some(format!(
+                    "backing off after {failures} failed dispatch(es): next try {} min after the last",
+                    wait.num_minutes()
+                ));
+            }
+        } else if since < policy.min_spacing {
+            return Some(format!(
+                "restarted {} min ago; minimum spacing is {} min",
+                since.num_minutes(),
+                policy.min_spacing.num_minutes()
+            ));
+        }
+    }
+    let hour_ago = now - chrono::Duration::hours(1);
+    let recent = ledger
+        .all()
+        .filter(|r| !r.dry_run && r.requested_at > hour_ago && r.status != Status::DispatchFailed)
+        .count() as u32;
+    if recent >= policy.max_restarts_per_hour {
+        return Some(format!(
+            "global budget reached: {recent} restarts in the last hour (limit {})",
+            policy.max_restarts_per_hour
+        ));
+    }
+    None
 }
 
 fn decide_job(e: &WorkflowJobEvent, ledger: &Ledger, policy: &Policy) -> Vec<Command> {

@@ -15,6 +15,10 @@ fn policy(cap: u32, action: RestartAction) -> Policy {
         max_restarts: cap,
         action,
         ingest: false,
+        min_spacing: chrono::Duration::zero(),
+        backoff_base: chrono::Duration::zero(),
+        backoff_max: chrono::Duration::zero(),
+        max_restarts_per_hour: 10_000,
         kill_switch_label: None,
         simulate: false,
     }
@@ -201,4 +205,179 @@ proptest! {
         let other = autorevert::webhook::sign("not-s", &body);
         prop_assert!(!autorevert::webhook::verify_signature(&secrets, Some(&other), &body));
     }
+}
+
+fn at(minutes: i64) -> chrono::DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000, 0).unwrap() + chrono::Duration::minutes(minutes)
+}
+
+fn failing(commit: u8, run: u64) -> Event {
+    run_event(&Spec {
+        commit,
+        workflow: 0,
+        run,
+        conclusion: "failure",
+        event: "push",
+        branch_main: true,
+    })
+}
+
+/// Decides at `minute`, claiming a dispatch (with `status`) as the pipeline would.
+fn step(
+    ledger: &mut Ledger,
+    policy: &Policy,
+    ev: &Event,
+    minute: i64,
+    status: Status,
+) -> Vec<Command> {
+    let out = decide(ev, "d", ledger, policy, at(minute));
+    for c in &out {
+        if let Command::Dispatch { restart } = c {
+            let mut r = (**restart).clone();
+            r.requested_at = at(minute);
+            r.status = status;
+            ledger.put(r);
+        }
+    }
+    out
+}
+
+fn is_dispatch(out: &[Command]) -> bool {
+    matches!(out, [Command::Dispatch { .. }])
+}
+
+fn skip_reason(out: &[Command]) -> String {
+    match out {
+        [Command::Skip { reason, .. }] => reason.clone(),
+        other => panic!("expected a skip, got {other:?}"),
+    }
+}
+
+#[test]
+fn minimum_spacing_between_restarts_of_one_commit() {
+    let mut p = policy(5, RestartAction::Run);
+    p.min_spacing = chrono::Duration::minutes(20);
+    let mut l = Ledger::default();
+    assert!(is_dispatch(&step(
+        &mut l,
+        &p,
+        &failing(1, 1),
+        0,
+        Status::Dispatched
+    )));
+    assert!(
+        skip_reason(&step(&mut l, &p, &failing(1, 2), 10, Status::Dispatched))
+            .contains("minimum spacing is 20 min")
+    );
+    assert!(is_dispatch(&step(
+        &mut l,
+        &p,
+        &failing(1, 3),
+        21,
+        Status::Dispatched
+    )));
+    // Another commit is not held by this one's spacing.
+    assert!(is_dispatch(&step(
+        &mut l,
+        &p,
+        &failing(2, 4),
+        22,
+        Status::Dispatched
+    )));
+}
+
+#[test]
+fn backoff_after_failed_dispatches_doubles_up_to_the_max() {
+    let mut p = policy(5, RestartAction::Run);
+    p.min_spacing = chrono::Duration::minutes(20);
+    p.backoff_base = chrono::Duration::minutes(20);
+    p.backoff_max = chrono::Duration::minutes(60);
+    let mut l = Ledger::default();
+    assert!(is_dispatch(&step(
+        &mut l,
+        &p,
+        &failing(1, 1),
+        0,
+        Status::DispatchFailed
+    )));
+    assert!(
+        skip_reason(&step(
+            &mut l,
+            &p,
+            &failing(1, 1),
+            19,
+            Status::DispatchFailed
+        ))
+        .contains("1 failed dispatch")
+    );
+    assert!(is_dispatch(&step(
+        &mut l,
+        &p,
+        &failing(1, 1),
+        20,
+        Status::DispatchFailed
+    )));
+    // Two failures: 40 min.
+    assert!(!is_dispatch(&step(
+        &mut l,
+        &p,
+        &failing(1, 1),
+        59,
+        Status::DispatchFailed
+    )));
+    assert!(is_dispatch(&step(
+        &mut l,
+        &p,
+        &failing(1, 1),
+        60,
+        Status::DispatchFailed
+    )));
+    // Three failures: 80 min capped at 60.
+    assert!(!is_dispatch(&step(
+        &mut l,
+        &p,
+        &failing(1, 1),
+        119,
+        Status::DispatchFailed
+    )));
+    assert!(is_dispatch(&step(
+        &mut l,
+        &p,
+        &failing(1, 1),
+        120,
+        Status::Dispatched
+    )));
+}
+
+#[test]
+fn global_hourly_budget_holds_new_restarts() {
+    let mut p = policy(1, RestartAction::Run);
+    p.max_restarts_per_hour = 2;
+    let mut l = Ledger::default();
+    assert!(is_dispatch(&step(
+        &mut l,
+        &p,
+        &failing(1, 1),
+        0,
+        Status::Dispatched
+    )));
+    assert!(is_dispatch(&step(
+        &mut l,
+        &p,
+        &failing(2, 2),
+        1,
+        Status::Dispatched
+    )));
+    assert!(
+        skip_reason(&step(&mut l, &p, &failing(3, 3), 2, Status::Dispatched))
+            .contains("global budget")
+    );
+    // An hour later the budget is back.
+    assert!(is_dispatch(&step(
+        &mut l,
+        &p,
+        &failing(3, 3),
+        61,
+        Status::Dispatched
+    )));
 }

@@ -66,6 +66,8 @@ pub struct Options {
     pub max_restarts: u32,
     pub confirm_window: Duration,
     pub workflows: Vec<String>,
+    pub min_spacing_mins: i64,
+    pub max_restarts_per_hour: u32,
 }
 
 impl Default for Options {
@@ -75,6 +77,8 @@ impl Default for Options {
             max_restarts: 1,
             confirm_window: Duration::from_secs(20),
             workflows: vec!["trunk".into()],
+            min_spacing_mins: 0,
+            max_restarts_per_hour: 1000,
         }
     }
 }
@@ -140,6 +144,10 @@ impl TestApp {
             max_restarts: o.max_restarts,
             action: o.action,
             ingest: true,
+            min_spacing: chrono::Duration::minutes(o.min_spacing_mins),
+            backoff_base: chrono::Duration::minutes(20),
+            backoff_max: chrono::Duration::minutes(60),
+            max_restarts_per_hour: o.max_restarts_per_hour,
             kill_switch_label: Some("ci: disable-autorevert".into()),
             simulate: false,
         };
