@@ -229,6 +229,7 @@ async fn cmd_serve(
         workers: serve.workers,
         queue_capacity: serve.queue_capacity,
         reconcile: serve.reconcile,
+        redeliver: serve.redeliver,
     })
     .await?;
     let listener = tokio::net::TcpListener::bind(serve.listen)

@@ -157,6 +157,12 @@ pub struct ServeArgs {
     /// How far back the reconciler looks for failed runs, hours.
     #[arg(long, env = "RECONCILE_LOOKBACK_HOURS", default_value_t = 6)]
     pub reconcile_lookback_hours: u64,
+    /// Ask GitHub to redeliver failed deliveries every this many seconds (0: never; App auth).
+    #[arg(long, env = "REDELIVER_SECS", default_value_t = 300)]
+    pub redeliver_secs: u64,
+    /// Redeliveries asked for per sweep, at most.
+    #[arg(long, env = "REDELIVER_MAX_PER_PASS", default_value_t = 50)]
+    pub redeliver_max_per_pass: usize,
     /// How long a kill-switch lookup is trusted, seconds.
     #[arg(long, env = "KILL_SWITCH_TTL_SECS", default_value_t = 60)]
     pub kill_switch_ttl_secs: u64,
@@ -384,6 +390,7 @@ pub struct ServeConfig {
     pub spool_dir: PathBuf,
     pub kill_switch_ttl: Duration,
     pub reconcile: Option<(Duration, Duration)>,
+    pub redeliver: Option<(Duration, usize)>,
 }
 
 impl ServeArgs {
@@ -408,6 +415,12 @@ impl ServeArgs {
             workers: self.workers,
             spool_dir: self.spool_dir.clone(),
             kill_switch_ttl: Duration::from_secs(self.kill_switch_ttl_secs),
+            redeliver: (self.redeliver_secs > 0).then(|| {
+                (
+                    Duration::from_secs(self.redeliver_secs),
+                    self.redeliver_max_per_pass,
+                )
+            }),
             reconcile: (self.reconcile_secs > 0).then(|| {
                 (
                     Duration::from_secs(self.reconcile_secs),

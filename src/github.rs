@@ -40,6 +40,20 @@ impl std::fmt::Display for KillSwitch {
     }
 }
 
+/// One attempt of the App's webhook delivery log (`GET /app/hook/deliveries`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct HookDelivery {
+    pub id: u64,
+    pub guid: String,
+    pub delivered_at: chrono::DateTime<chrono::Utc>,
+    #[serde(default)]
+    pub redelivery: bool,
+    #[serde(default)]
+    pub status_code: u16,
+    #[serde(default)]
+    pub event: String,
+}
+
 /// What a dispatch POST came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DispatchResult {
@@ -149,6 +163,11 @@ impl GitHub {
         })
     }
 
+    /// Whether this client authenticates as a GitHub App (App-level endpoints need it).
+    pub fn is_app(&self) -> bool {
+        self.is_app
+    }
+
     /// The client acting as an installation. One client per installation is kept behind an
     /// `Arc`: octocrab caches the token inside it (until 30 s before `expires_at`), and its
     /// `Clone` copies that cache by value, so a clone would fetch and refresh a token of its own.
@@ -221,6 +240,38 @@ impl GitHub {
             return Ok(post_once(&client, &req.route(), &req.body(false)).await);
         }
         Ok(first)
+    }
+
+    /// The App's failed webhook deliveries, newest first (App JWT), one page at a time.
+    pub async fn failed_deliveries(
+        &self,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<HookDelivery>, Option<String>)> {
+        let mut route = "/app/hook/deliveries?per_page=100&status=failure".to_string();
+        if let Some(c) = cursor {
+            route.push_str(&format!("&cursor={}", url_escape(c)));
+        }
+        get_page(&self.base, &route).await
+    }
+
+    /// Asks GitHub to deliver a delivery again (`POST …/attempts`, App JWT). Sent once: a
+    /// redelivery that fails is seen by the next sweep.
+    pub async fn redeliver(&self, delivery_id: u64) -> Result<()> {
+        let route = format!("/app/hook/deliveries/{delivery_id}/attempts");
+        let resp = self
+            .base
+            ._post(route.as_str(), None::<&()>)
+            .await
+            .map_err(|e| anyhow!("POST {route}: {}", error_chain(&e)))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = self.base.body_to_string(resp).await.unwrap_or_default();
+        bail!(
+            "POST {route}: GitHub answered {status}: {}",
+            github_message(&text)
+        )
     }
 
     /// Runs of a workflow dispatched on `git_ref` (how an unknown dispatch outcome is settled).
@@ -518,6 +569,28 @@ fn rate_limit_wait(headers: &http::HeaderMap, attempt: u32) -> Duration {
 /// GET with the one retry layer for reads: 5xx, transport errors and rate limits
 /// (403/429 with rate-limit headers) are retried up to 3 times.
 async fn get_json<T: DeserializeOwned>(client: &Octocrab, route: &str) -> Result<T> {
+    get_page(client, route).await.map(|(v, _)| v)
+}
+
+/// The `cursor` of the `rel="next"` link in GitHub's `Link` header, if any.
+fn next_cursor(headers: &http::HeaderMap) -> Option<String> {
+    let link = headers.get("link")?.to_str().ok()?;
+    link.split(',')
+        .find(|part| part.contains("rel=\"next\""))
+        .and_then(|part| part.split(['<', '>']).nth(1))
+        .and_then(|url| url::Url::parse(url).ok())
+        .and_then(|url| {
+            url.query_pairs()
+                .find(|(k, _)| k == "cursor")
+                .map(|(_, v)| v.into_owned())
+        })
+}
+
+/// `get_json`, also giving the next page's cursor.
+async fn get_page<T: DeserializeOwned>(
+    client: &Octocrab,
+    route: &str,
+) -> Result<(T, Option<String>)> {
     let mut attempt = 0;
     loop {
         let resp = client._get(route).await;
@@ -539,8 +612,9 @@ async fn get_json<T: DeserializeOwned>(client: &Octocrab, route: &str) -> Result
                 .is_some_and(|v| v.as_bytes() == b"0"));
         match status {
             Some(s) if s.is_success() => {
-                return serde_json::from_str(&text)
-                    .with_context(|| format!("GET {route}: unexpected answer from GitHub"));
+                let value = serde_json::from_str(&text)
+                    .with_context(|| format!("GET {route}: unexpected answer from GitHub"))?;
+                return Ok((value, next_cursor(&headers)));
             }
             Some(s) if s.is_client_error() && !limited => {
                 bail!(

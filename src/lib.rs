@@ -16,6 +16,7 @@ pub mod outcome;
 pub mod pipeline;
 pub mod reconcile;
 pub mod recorder;
+pub mod redeliver;
 pub mod server;
 pub mod spool;
 pub mod store;

@@ -41,6 +41,8 @@ pub struct Parts {
     pub queue_capacity: usize,
     /// Reconcile with GitHub every `.0`, looking back `.1` (None: off).
     pub reconcile: Option<(Duration, Duration)>,
+    /// Redelivery sweep every `.0`, at most `.1` per pass (None: off; App auth only).
+    pub redeliver: Option<(Duration, usize)>,
 }
 
 /// Opens the delivery log, reloads the ledger, starts the workers, and queues again every

@@ -110,6 +110,11 @@ impl Intake {
         }
     }
 
+    /// Whether this delivery id was accepted recently (or is in the delivery log).
+    pub fn has_seen(&self, id: &str) -> bool {
+        self.recent.lock().expect("recent ids lock").contains(id)
+    }
+
     /// Delivery ids already received (from the delivery log at start-up).
     pub fn remember(&self, ids: impl IntoIterator<Item = String>) {
         let mut recent = self.recent.lock().expect("recent ids lock");

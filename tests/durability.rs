@@ -229,3 +229,56 @@ async fn killed_while_dispatching_then_restarted_makes_one_run() {
         "the restarted App listed runs before sending again"
     );
 }
+
+#[tokio::test]
+async fn the_sweep_redelivers_failed_deliveries_the_app_never_got_once_each() {
+    use autorevert::redeliver::sweep_once;
+    let app = TestApp::start().await;
+    // Something the App did receive (GitHub may still list an earlier attempt as failed).
+    app.deliver_as("workflow_run", "got-it", &failure(&sha(150), 150))
+        .await;
+    app.settle().await;
+    let now = chrono::Utc::now();
+    {
+        let mut s = app.github.state.lock().unwrap();
+        for i in 0..130u64 {
+            // 130 failures the App never received: more than a page, more than a pass.
+            s.hook_deliveries.push((
+                1000 + i,
+                format!("lost-{i}"),
+                now - chrono::Duration::minutes(i as i64),
+                502,
+            ));
+        }
+        s.hook_deliveries.push((2000, "got-it".into(), now, 502));
+        s.hook_deliveries.push((2001, "fine".into(), now, 200));
+        s.hook_deliveries
+            .push((2002, "too-old".into(), now - chrono::Duration::days(4), 502));
+    }
+    let gh = app.engine.github().unwrap().clone();
+    let state = temp_dir().join("redelivery-state.json");
+    let first = sweep_once(&gh, &app.intake, Some(&app.store), &state, 100, now)
+        .await
+        .unwrap();
+    assert_eq!(first.failed_seen, 131, "{first:?}"); // 130 lost + got-it, within 3 days
+    assert_eq!(first.redelivered, 100, "bounded per pass");
+    let second = sweep_once(&gh, &app.intake, Some(&app.store), &state, 100, now)
+        .await
+        .unwrap();
+    assert_eq!(second.redelivered, 30, "the rest, none twice: {second:?}");
+    assert_eq!(
+        second.already_received, 1,
+        "got-it reached us: not redelivered"
+    );
+    let third = sweep_once(&gh, &app.intake, Some(&app.store), &state, 100, now)
+        .await
+        .unwrap();
+    assert_eq!(third.redelivered, 0);
+    let asked = app.github.state.lock().unwrap().redeliveries.clone();
+    assert_eq!(asked.len(), 130);
+    let unique: std::collections::HashSet<_> = asked.iter().collect();
+    assert_eq!(unique.len(), 130);
+    assert!(!asked.contains(&2000) && !asked.contains(&2001) && !asked.contains(&2002));
+    // The oldest first: they leave GitHub's window first.
+    assert_eq!(asked[0], 1129);
+}

@@ -81,6 +81,10 @@ pub struct GhState {
     pub files: HashMap<String, String>,
     pub workflows: Vec<(String, String, String)>,
     pub issues: HashMap<u64, FakeIssue>,
+    /// The App's webhook delivery log: (id, guid, delivered_at, status_code), any order.
+    pub hook_deliveries: Vec<(u64, String, chrono::DateTime<chrono::Utc>, u16)>,
+    /// Delivery ids redelivery was asked for.
+    pub redeliveries: Vec<u64>,
     /// Collaborator permission by login ("admin", "write", "read", "none"), role name.
     pub permissions: HashMap<String, (String, String)>,
 }
@@ -436,6 +440,61 @@ async fn contents(
     }
 }
 
+async fn hook_deliveries(
+    State(st): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let s = st.lock().unwrap();
+    if let Err(r) = check_jwt(&s, &headers) {
+        return r;
+    }
+    let per_page: usize = q.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(30);
+    let start: usize = q.get("cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
+    let mut all: Vec<_> = s
+        .hook_deliveries
+        .iter()
+        .filter(|d| match q.get("status").map(String::as_str) {
+            Some("failure") => !(200..300).contains(&d.3),
+            Some("success") => (200..300).contains(&d.3),
+            _ => true,
+        })
+        .cloned()
+        .collect();
+    all.sort_by_key(|d| std::cmp::Reverse(d.2)); // newest first
+    let page: Vec<Value> = all
+        .iter()
+        .skip(start)
+        .take(per_page)
+        .map(|(id, guid, at, code)| {
+            json!({"id": id, "guid": guid, "delivered_at": at.to_rfc3339(), "redelivery": false,
+                   "status": if (200..300).contains(code) { "OK" } else { "Timeout" },
+                   "status_code": code, "event": "workflow_run", "action": "completed"})
+        })
+        .collect();
+    let mut resp = Json(page).into_response();
+    if start + per_page < all.len() {
+        let link = format!(
+            "<https://api.github.com/app/hook/deliveries?per_page={per_page}&status=failure&cursor={}>; rel=\"next\"",
+            start + per_page
+        );
+        resp.headers_mut().insert("link", link.parse().unwrap());
+    }
+    resp
+}
+
+async fn redeliver(State(st): State<Shared>, Path(id): Path<u64>, headers: HeaderMap) -> Response {
+    let mut s = st.lock().unwrap();
+    if let Err(r) = check_jwt(&s, &headers) {
+        return r;
+    }
+    if !s.hook_deliveries.iter().any(|d| d.0 == id) {
+        return gh_error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    s.redeliveries.push(id);
+    (StatusCode::ACCEPTED, Json(json!({}))).into_response()
+}
+
 async fn list_issues(
     State(st): State<Shared>,
     Path((o, r)): Path<(String, String)>,
@@ -576,6 +635,8 @@ impl FakeGitHub {
             )],
             issues: HashMap::new(),
             permissions: HashMap::new(),
+            hook_deliveries: vec![],
+            redeliveries: vec![],
         }));
         let app = Router::new()
             .route("/app/installations/{id}/access_tokens", post(access_tokens))
@@ -590,6 +651,8 @@ impl FakeGitHub {
             .route("/repos/{o}/{r}/actions/workflows", get(list_workflows))
             .route("/repos/{o}/{r}/contents/{*path}", get(contents))
             .route("/repos/{o}/{r}/issues", get(list_issues))
+            .route("/app/hook/deliveries", get(hook_deliveries))
+            .route("/app/hook/deliveries/{id}/attempts", post(redeliver))
             .route("/repos/{o}/{r}/issues/{n}/events", get(issue_events))
             .route(
                 "/repos/{o}/{r}/collaborators/{user}/permission",

@@ -85,6 +85,7 @@ impl Default for Options {
 
 pub struct TestApp {
     pub router: Router,
+    pub intake: Arc<autorevert::webhook::Intake>,
     pub engine: Arc<Engine>,
     pub pipeline: Arc<Pipeline>,
     pub store: Store,
@@ -166,11 +167,13 @@ impl TestApp {
             workers: 4,
             queue_capacity: 1024,
             reconcile: None, // tests run passes explicitly
+            redeliver: None,
         })
         .await
         .expect("assembling the App");
         TestApp {
             router: app.router,
+            intake: app.intake,
             engine: app.engine,
             pipeline: app.pipeline,
             store,
