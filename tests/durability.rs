@@ -123,79 +123,116 @@ async fn clickhouse_down_then_back_every_delivery_is_handled_once() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_while_dispatching_then_restarted_makes_one_run() {
-    use std::process::{Command, Stdio};
-    let store = fresh_store().await;
-    let github = fake_github::FakeGitHub::start(INSTALLATION, &[REPO]).await;
-    // GitHub holds the dispatch open: the process is killed with the POST in flight.
-    github.script([fake_github::DispatchAnswer::Slow(Duration::from_secs(30))]);
-    let spool = temp_dir();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let key = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/keys/test-app.private-key.pem"
-    );
-    let t = store.tables().clone();
-    let start = || {
-        Command::new(env!("CARGO_BIN_EXE_autorevert"))
+/// The real binary, serving on a free port against the test ClickHouse and a fake GitHub.
+struct Binary {
+    port: u16,
+    spool: std::path::PathBuf,
+    store: autorevert::store::Store,
+    github_url: String,
+}
+
+impl Binary {
+    fn new(store: &autorevert::store::Store, github: &fake_github::FakeGitHub) -> Binary {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        Binary {
+            port,
+            spool: temp_dir(),
+            store: store.clone(),
+            github_url: github.url.clone(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn start(&self) -> std::process::Child {
+        let key = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/keys/test-app.private-key.pem"
+        );
+        let t = self.store.tables().clone();
+        std::process::Command::new(env!("CARGO_BIN_EXE_autorevert"))
             .arg("serve")
             .env_clear()
             .env("WEBHOOK_SECRET", SECRET)
-            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("SPOOL_DIR", &spool)
+            .env("LISTEN_ADDR", format!("127.0.0.1:{}", self.port))
+            .env("SPOOL_DIR", &self.spool)
             .env("GITHUB_APP_ID", fake_github::APP_ID.to_string())
             .env("GITHUB_APP_PRIVATE_KEY_PATH", key)
-            .env("GITHUB_API_URL", &github.url)
+            .env("GITHUB_API_URL", &self.github_url)
             .env("CLICKHOUSE_URL", clickhouse_url())
             .env("CLICKHOUSE_DATABASE", &t.database)
             .env("CLICKHOUSE_JOB_TABLE", &t.job)
             .env("CLICKHOUSE_RUN_TABLE", &t.run)
             .env("CLICKHOUSE_JOB_BY_SHA_TABLE", &t.job_by_sha)
             .env("DISPATCH_LOOKUP_DELAY_MS", "100")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .env("RECONCILE_SECS", "0")
+            .env("REDELIVER_SECS", "0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap()
-    };
-    let client = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}");
-    let wait_up = || async {
+    }
+
+    async fn wait_up(&self) {
+        let client = reqwest::Client::new();
         for _ in 0..300 {
-            if client.get(format!("{url}/healthz")).send().await.is_ok() {
+            if client
+                .get(format!("{}/healthz", self.url()))
+                .send()
+                .await
+                .is_ok()
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("the App did not start");
-    };
-    let mut first = start();
-    wait_up().await;
-    let sha = sha(120);
-    let body = failure(&sha, 120);
-    let resp = client
-        .post(format!("{url}/webhook"))
-        .header("x-github-event", "workflow_run")
-        .header("x-github-delivery", "kill-9")
-        .header(
-            "x-hub-signature-256",
-            autorevert::webhook::sign(SECRET, &body),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 202);
+    }
+
+    async fn deliver(&self, id: &str, body: Vec<u8>) -> u16 {
+        reqwest::Client::new()
+            .post(format!("{}/webhook", self.url()))
+            .header("x-github-event", "workflow_run")
+            .header("x-github-delivery", id)
+            .header(
+                "x-hub-signature-256",
+                autorevert::webhook::sign(SECRET, &body),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+async fn wait_for_post(github: &fake_github::FakeGitHub) {
     for _ in 0..200 {
         if !github.requests_matching("POST", "/dispatches").is_empty() {
-            break;
+            return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert_eq!(github.requests_matching("POST", "/dispatches").len(), 1);
+    panic!("no dispatch POST reached GitHub");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_while_dispatching_then_restarted_makes_one_run() {
+    let store = fresh_store().await;
+    let github = fake_github::FakeGitHub::start(INSTALLATION, &[REPO]).await;
+    // GitHub holds the dispatch open: the process is killed with the POST in flight.
+    github.script([fake_github::DispatchAnswer::Slow(Duration::from_secs(30))]);
+    let bin = Binary::new(&store, &github);
+    let mut first = bin.start();
+    bin.wait_up().await;
+    assert_eq!(bin.deliver("kill-9", failure(&sha(120), 120)).await, 202);
+    wait_for_post(&github).await;
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -204,12 +241,10 @@ async fn killed_while_dispatching_then_restarted_makes_one_run() {
         "the held POST created nothing"
     );
 
-    let mut second = start();
-    wait_up().await;
-    let mut runs = 0;
+    let mut second = bin.start();
+    bin.wait_up().await;
     for _ in 0..200 {
-        runs = github.state.lock().unwrap().runs.len();
-        if runs > 0 {
+        if !github.state.lock().unwrap().runs.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -217,7 +252,6 @@ async fn killed_while_dispatching_then_restarted_makes_one_run() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     second.kill().unwrap();
     second.wait().unwrap();
-    assert_eq!(runs, 1);
     assert_eq!(
         github.state.lock().unwrap().runs.len(),
         1,
@@ -281,4 +315,36 @@ async fn the_sweep_redelivers_failed_deliveries_the_app_never_got_once_each() {
     assert!(!asked.contains(&2000) && !asked.contains(&2001) && !asked.contains(&2002));
     // The oldest first: they leave GitHub's window first.
     assert_eq!(asked[0], 1129);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_work_in_hand_then_exits() {
+    let store = fresh_store().await;
+    let github = fake_github::FakeGitHub::start(INSTALLATION, &[REPO]).await;
+    github.script([fake_github::DispatchAnswer::Slow(Duration::from_secs(2))]);
+    let bin = Binary::new(&store, &github);
+    let mut app = bin.start();
+    bin.wait_up().await;
+    assert_eq!(bin.deliver("term", failure(&sha(121), 121)).await, 202);
+    wait_for_post(&github).await;
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &app.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = app.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert_eq!(
+        github.dispatches().len(),
+        1,
+        "the dispatch in hand was finished"
+    );
+    assert_eq!(github.state.lock().unwrap().runs.len(), 1);
+    // Its delivery was acknowledged: the next start has nothing to redo.
+    let mut again = bin.start();
+    bin.wait_up().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    again.kill().unwrap();
+    again.wait().unwrap();
+    assert_eq!(github.requests_matching("POST", "/dispatches").len(), 1);
 }

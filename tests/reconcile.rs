@@ -142,3 +142,35 @@ async fn a_dispatch_answered_without_run_id_is_matched_by_the_reconciler() {
         Some(created)
     );
 }
+
+#[tokio::test]
+async fn reads_wait_out_rate_limits_and_go_on() {
+    let app = TestApp::start().await;
+    let missed = sha(144);
+    app.github.add_run(main_run(2_000_144, &missed, "failure"));
+    let reset = (chrono::Utc::now().timestamp() + 1).to_string();
+    {
+        let mut s = app.github.state.lock().unwrap();
+        // A secondary limit (retry-after), then a primary one (remaining 0 until reset).
+        s.rate_limited
+            .push_back((403, vec![("retry-after".into(), "1".into())]));
+        s.rate_limited.push_back((
+            429,
+            vec![
+                ("x-ratelimit-remaining".into(), "0".into()),
+                ("x-ratelimit-reset".into(), reset),
+            ],
+        ));
+    }
+    let started = std::time::Instant::now();
+    let p = pass(&app).await;
+    assert_eq!(p.errors, 0, "{p:?}");
+    assert_eq!(p.missed_failures, 1);
+    assert_eq!(app.github.dispatches().len(), 1);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "the App waited as told"
+    );
+    // The waits happened on reads; the dispatch POST was sent once.
+    assert_eq!(app.github.requests_matching("POST", "/dispatches").len(), 1);
+}

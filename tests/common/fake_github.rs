@@ -85,6 +85,8 @@ pub struct GhState {
     pub hook_deliveries: Vec<(u64, String, chrono::DateTime<chrono::Utc>, u16)>,
     /// Delivery ids redelivery was asked for.
     pub redeliveries: Vec<u64>,
+    /// Rate-limit answers to give the next GETs: (status, headers).
+    pub rate_limited: VecDeque<(u16, Vec<(String, String)>)>,
     /// Collaborator permission by login ("admin", "write", "read", "none"), role name.
     pub permissions: HashMap<String, (String, String)>,
 }
@@ -174,10 +176,30 @@ async fn log_requests(State(st): State<Shared>, req: Request, next: Next) -> Res
         .path_and_query()
         .map(|p| p.to_string())
         .unwrap_or_default();
-    st.lock()
-        .unwrap()
-        .requests
-        .push((req.method().to_string(), path, Instant::now()));
+    let limited = {
+        let mut s = st.lock().unwrap();
+        s.requests
+            .push((req.method().to_string(), path.clone(), Instant::now()));
+        let is_read = req.method() == axum::http::Method::GET && !path.starts_with("/app/");
+        if is_read {
+            s.rate_limited.pop_front()
+        } else {
+            None
+        }
+    };
+    if let Some((status, headers)) = limited {
+        let mut resp = gh_error(
+            StatusCode::from_u16(status).unwrap(),
+            "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+        );
+        for (k, v) in headers {
+            resp.headers_mut().insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        return resp;
+    }
     next.run(req).await
 }
 
@@ -637,6 +659,7 @@ impl FakeGitHub {
             permissions: HashMap::new(),
             hook_deliveries: vec![],
             redeliveries: vec![],
+            rate_limited: VecDeque::new(),
         }));
         let app = Router::new()
             .route("/app/installations/{id}/access_tokens", post(access_tokens))
