@@ -378,6 +378,7 @@ fn decide_run(
         } else {
             Status::Dispatching
         },
+        dispatch_attempts: if dry_run { 0 } else { 1 },
         restart_run_id: None,
         run_url: String::new(),
         dry_run,

@@ -97,6 +97,8 @@ pub struct Restart {
     pub original_run_id: u64,
     pub installation_id: Option<u64>,
     pub status: Status,
+    /// Dispatch POSTs sent for this restart (the first one included).
+    pub dispatch_attempts: u32,
     pub restart_run_id: Option<u64>,
     pub run_url: String,
     pub dry_run: bool,

@@ -128,7 +128,11 @@ impl Engine {
                     // Died mid-dispatch (never answered): list the runs first and send once
                     // more only if none appeared. An unknown outcome already had its one
                     // resend: look only.
-                    unsettled.push((r.restart_id.clone(), r.status == Status::Dispatching));
+                    unsettled.push((
+                        r.restart_id.clone(),
+                        r.status == Status::Dispatching
+                            || r.dispatch_attempts < MAX_DISPATCH_ATTEMPTS,
+                    ));
                 }
                 ledger.put(r);
             }
@@ -137,6 +141,12 @@ impl Engine {
             self.spawn_follow_up(settle_unknown(self.clone(), id, may_resend));
         }
         Ok(n)
+    }
+
+    /// Settles a restart whose dispatch outcome is unknown (the reconciler's entry): list the
+    /// runs first, adopt one if found, else send again within `MAX_DISPATCH_ATTEMPTS`.
+    pub fn settle(self: &Arc<Self>, restart_id: &str) {
+        self.spawn_follow_up(settle_unknown(self.clone(), restart_id.to_string(), true));
     }
 
     pub fn github(&self) -> Option<&GitHub> {
@@ -745,6 +755,10 @@ async fn confirm(engine: Arc<Engine>, restart_id: String) {
     engine.confirming.lock().expect("lock").remove(&restart_id);
 }
 
+/// A restart's dispatch POST is sent at most this many times in all, each resend only
+/// after listing the runs on `trunk/<sha>` found none.
+pub const MAX_DISPATCH_ATTEMPTS: u32 = 3;
+
 /// Settles a dispatch whose outcome is unknown: list the workflow's dispatched runs on
 /// `trunk/{sha}` first; adopt a run that appeared since the restart was requested; only if
 /// there is none, send the POST once more (`resend`), and look again if that too is unknown.
@@ -817,7 +831,7 @@ async fn settle_unknown(engine: Arc<Engine>, restart_id: String, resend: bool) {
                 return; // never resend without a successful lookup
             }
         }
-        if !may_resend {
+        if !may_resend || r.dispatch_attempts >= MAX_DISPATCH_ATTEMPTS {
             let u = engine
                 .update(&restart_id, |x| {
                     x.status = Status::DispatchUnknown;
@@ -839,11 +853,21 @@ async fn settle_unknown(engine: Arc<Engine>, restart_id: String, resend: bool) {
             return;
         }
         may_resend = false;
+        // Counted (and persisted) before the POST goes out.
+        let Some(r) = engine
+            .update(&restart_id, |x| x.dispatch_attempts += 1)
+            .await
+        else {
+            return;
+        };
         engine
             .log(EventRow::for_restart(
                 &r,
                 "dispatch_resent",
-                "no run found after an unknown outcome; sending once more",
+                format!(
+                    "no run found after an unknown outcome; sending again (POST {} of at most {MAX_DISPATCH_ATTEMPTS})",
+                    r.dispatch_attempts
+                ),
             ))
             .await;
         let result = send_dispatch(&gh, &r).await;

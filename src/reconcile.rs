@@ -25,6 +25,8 @@ pub struct Pass {
     pub missed_failures: usize,
     /// Restarts whose run state was fed back in.
     pub restarts_refreshed: usize,
+    /// Restarts with an unknown dispatch outcome looked up again.
+    pub unknown_settled: usize,
     pub errors: usize,
 }
 
@@ -130,12 +132,15 @@ pub async fn reconcile_once(
     // Restarts still in flight: read their runs back.
     for r in engine.all_restarts() {
         if r.dry_run
-            || matches!(
-                r.status,
-                Status::Completed | Status::DispatchFailed | Status::DispatchUnknown
-            )
+            || matches!(r.status, Status::Completed | Status::DispatchFailed)
             || r.requested_at < Utc::now() - chrono::Duration::days(3)
         {
+            continue;
+        }
+        if r.status == Status::DispatchUnknown && r.restart_run_id.is_none() {
+            // GitHub may have been down: look for the run, send again only if there is none.
+            pass.unknown_settled += 1;
+            engine.settle(&r.restart_id);
             continue;
         }
         let installation = r

@@ -35,11 +35,23 @@ struct Migration {
     statements: fn(&Tables) -> Vec<String>,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "restart ledger, deliveries, events, job results, verdicts",
-    statements: app_tables_v1,
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "restart ledger, deliveries, events, job results, verdicts",
+        statements: app_tables_v1,
+    },
+    Migration {
+        version: 2,
+        name: "restarts.dispatch_attempts",
+        statements: |t| {
+            vec![format!(
+                "ALTER TABLE {}.restarts ADD COLUMN IF NOT EXISTS dispatch_attempts UInt32 DEFAULT 1",
+                t.database
+            )]
+        },
+    },
+];
 
 fn app_tables_v1(t: &Tables) -> Vec<String> {
     let db = &t.database;
@@ -178,6 +190,7 @@ struct RestartRow {
     restart_run_id: Option<u64>,
     run_url: String,
     dry_run: u8,
+    dispatch_attempts: u32,
     #[serde(with = "clickhouse::serde::chrono::datetime64::millis")]
     requested_at: DateTime<Utc>,
     #[serde(with = "clickhouse::serde::chrono::datetime64::millis::option")]
@@ -208,6 +221,7 @@ impl From<&Restart> for RestartRow {
             restart_run_id: r.restart_run_id,
             run_url: r.run_url.clone(),
             dry_run: r.dry_run as u8,
+            dispatch_attempts: r.dispatch_attempts,
             requested_at: r.requested_at,
             dispatched_at: r.dispatched_at,
             confirmed_at: r.confirmed_at,
@@ -254,6 +268,7 @@ impl RestartRow {
             restart_run_id: self.restart_run_id,
             run_url: self.run_url,
             dry_run: self.dry_run != 0,
+            dispatch_attempts: self.dispatch_attempts,
             requested_at: self.requested_at,
             dispatched_at: self.dispatched_at,
             confirmed_at: self.confirmed_at,

@@ -174,3 +174,80 @@ async fn reads_wait_out_rate_limits_and_go_on() {
     // The waits happened on reads; the dispatch POST was sent once.
     assert_eq!(app.github.requests_matching("POST", "/dispatches").len(), 1);
 }
+
+#[tokio::test]
+async fn a_dispatch_lost_while_github_was_down_is_sent_when_it_is_back() {
+    use common::fake_github::DispatchAnswer;
+    let app = TestApp::start().await;
+    let sha = sha(145);
+    // GitHub answers 503 to the dispatch and to its one resend: the outcome stays unknown.
+    app.github.script([
+        DispatchAnswer::FailBeforeCreate(503),
+        DispatchAnswer::FailBeforeCreate(503),
+    ]);
+    let body = run_payload(
+        "completed",
+        2_000_145,
+        &sha,
+        "push",
+        "main",
+        Some("failure"),
+        |_| {},
+    );
+    app.deliver("workflow_run", &body).await;
+    app.settle().await;
+    let r = &app.stored_restarts(&sha).await[0];
+    assert_eq!(
+        (r.status, r.dispatch_attempts),
+        (Status::DispatchUnknown, 2)
+    );
+    // GitHub is back: the reconciler looks for the run, finds none, sends the last attempt.
+    let p = pass(&app).await;
+    assert_eq!(p.unknown_settled, 1, "{p:?}");
+    let r = &app.stored_restarts(&sha).await[0];
+    assert_eq!(
+        (r.status, r.dispatch_attempts),
+        (Status::Dispatched, 3),
+        "{}",
+        r.reason
+    );
+    assert_eq!(app.github.requests_matching("POST", "/dispatches").len(), 3);
+    assert_eq!(app.github.state.lock().unwrap().runs.len(), 1);
+    let lookups = app.github.requests_matching("GET", "&branch=trunk%2F");
+    let posts = app.github.requests_matching("POST", "/dispatches");
+    assert!(
+        lookups.len() >= 2 && lookups.last().unwrap().1 < posts[2].1,
+        "looked up before the last POST"
+    );
+    // Nothing more to do on the next pass.
+    pass(&app).await;
+    assert_eq!(app.github.requests_matching("POST", "/dispatches").len(), 3);
+}
+
+#[tokio::test]
+async fn never_more_than_three_dispatch_posts_for_one_restart() {
+    use common::fake_github::DispatchAnswer;
+    let app = TestApp::start().await;
+    let sha = sha(146);
+    app.github
+        .script((0..10).map(|_| DispatchAnswer::FailBeforeCreate(500)));
+    let body = run_payload(
+        "completed",
+        2_000_146,
+        &sha,
+        "push",
+        "main",
+        Some("failure"),
+        |_| {},
+    );
+    app.deliver("workflow_run", &body).await;
+    app.settle().await;
+    for _ in 0..3 {
+        pass(&app).await;
+    }
+    assert_eq!(app.github.requests_matching("POST", "/dispatches").len(), 3);
+    assert_eq!(
+        app.stored_restarts(&sha).await[0].status,
+        Status::DispatchUnknown
+    );
+}
