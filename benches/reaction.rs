@@ -37,6 +37,10 @@ async fn one(app: &TestApp, n: u32, seen: usize) -> Duration {
         if let Some(d) = app.github.dispatches().get(seen) {
             return d.at.duration_since(t0);
         }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no dispatch within 30 s for delivery {n}"
+        );
         tokio::time::sleep(Duration::from_micros(100)).await;
     }
 }
@@ -67,7 +71,13 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
 
-    let app = TestApp::start().await;
+    // Every failure is on its own commit; the hourly budget must not hold any of them.
+    let options = || Options {
+        max_restarts_per_hour: u32::MAX,
+        kill_switch_ttl: Duration::from_secs(60), // production default: looked up once a minute
+        ..Options::default()
+    };
+    let app = TestApp::with(options()).await;
     one(&app, u32::MAX, 0).await; // fetch the token once
     let mut warm = Vec::with_capacity(n as usize);
     for i in 0..n {
@@ -75,13 +85,8 @@ async fn main() {
     }
     let mut cold_v = Vec::with_capacity(cold as usize);
     for i in 0..cold {
-        let fresh = TestApp::assemble(
-            Options::default(),
-            app.store.clone(),
-            app.github.clone(),
-            temp_dir(),
-        )
-        .await;
+        let fresh =
+            TestApp::assemble(options(), app.store.clone(), app.github.clone(), temp_dir()).await;
         let seen = app.github.dispatches().len();
         cold_v.push(one(&fresh, 1_000_000 + i, seen).await);
     }

@@ -137,11 +137,13 @@ fn mirror_tables(t: &Tables) -> Vec<String> {
         ) ENGINE = ReplacingMergeTree ORDER BY (id, dynamoKey)",
         run = t.run
     ));
-    // Refreshed every second: the confirmation query retries with backoff, so a run row
-    // becomes visible to `workflow_event` within about a second of ingestion.
+    // Checked every second, reloaded only when runs were added (the invalidate query is a
+    // metadata count): a new run reaches `workflow_event` within about a second, and an
+    // idle mirror costs nothing.
     out.push(format!(
         "CREATE DICTIONARY IF NOT EXISTS {run_dict} (id UInt64, event String, created_at DateTime64(9))
-         PRIMARY KEY id SOURCE(CLICKHOUSE(DB '{run_db}' TABLE '{run_table}'))
+         PRIMARY KEY id SOURCE(CLICKHOUSE(DB '{run_db}' TABLE '{run_table}'
+             INVALIDATE_QUERY 'SELECT count() FROM {run_db}.{run_table}'))
          LIFETIME(MIN 1 MAX 1) LAYOUT(HASHED())"
     ));
     out.push(format!(

@@ -68,6 +68,7 @@ pub struct Options {
     pub workflows: Vec<String>,
     pub min_spacing_mins: i64,
     pub max_restarts_per_hour: u32,
+    pub kill_switch_ttl: Duration,
 }
 
 impl Default for Options {
@@ -79,6 +80,7 @@ impl Default for Options {
             workflows: vec!["trunk".into()],
             min_spacing_mins: 0,
             max_restarts_per_hour: 1000,
+            kill_switch_ttl: Duration::ZERO,
         }
     }
 }
@@ -160,7 +162,7 @@ impl TestApp {
                 confirm_window: o.confirm_window,
                 confirm_backoff: Duration::from_millis(50),
                 dispatch_lookup_delay: Duration::from_millis(50),
-                kill_switch_ttl: Duration::ZERO,
+                kill_switch_ttl: o.kill_switch_ttl,
             },
             secrets: vec![SecretString::from(SECRET.to_string())],
             spool_dir: Some(spool_dir.clone()),
