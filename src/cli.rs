@@ -533,9 +533,10 @@ async fn cmd_replay(
                     received_at: chrono::Utc::now(),
                     body_bytes: p.body.len() as u32,
                     seq: None,
+                    replayed: false,
                 };
                 println!("{} ({}, {}):", path.display(), p.event, d.event.action());
-                for c in engine.handle(&d).await.commands {
+                for c in engine.handle(&d).await {
                     println!("  {}", c.describe());
                     if let crate::decide::Command::Evaluate { restart_id, .. } = &c
                         && let Some(r) = engine

@@ -194,14 +194,6 @@ impl Ledger {
         }
     }
 
-    /// Undoes a claim whose restart could not be recorded (nothing was sent for it).
-    pub fn remove(&mut self, restart_id: &str) {
-        for list in self.by_key.values_mut() {
-            list.retain(|r| r.restart_id != restart_id);
-        }
-        self.by_key.retain(|_, l| !l.is_empty());
-    }
-
     /// Applies `f` to a restart and gives back the updated copy with a fresh version.
     pub fn update(&mut self, restart_id: &str, f: impl FnOnce(&mut Restart)) -> Option<Restart> {
         let key = self.get(restart_id)?.key.clone();

@@ -35,14 +35,9 @@ pub struct Delivery {
     pub body_bytes: u32,
     /// Its place in the delivery log, to acknowledge once handled (None: not logged).
     pub seq: Option<u64>,
-}
-
-/// What handling a delivery came to.
-pub struct Handled {
-    pub commands: Vec<Command>,
-    /// False when it must be handled again later (the restart's intent could not be
-    /// recorded, so nothing was dispatched and the claim was undone).
-    pub complete: bool,
+    /// Handed back by the delivery log at start-up: whatever it dispatches may already
+    /// have been sent before the crash, so runs are looked up before any POST.
+    pub replayed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -258,7 +253,7 @@ impl Engine {
         now
     }
 
-    pub async fn handle(self: &Arc<Self>, d: &Delivery) -> Handled {
+    pub async fn handle(self: &Arc<Self>, d: &Delivery) -> Vec<Command> {
         let switch = match &d.event {
             crate::events::Event::WorkflowRun(e) if may_dispatch(&d.event) => {
                 self.kill_switch(&e.repo, e.installation_id).await
@@ -287,12 +282,11 @@ impl Engine {
                 Command::RecordJob { .. } | Command::MirrorRun { .. } | Command::MirrorJob { .. }
             )
         });
-        let mut complete = true;
         for c in writes.into_iter().chain(rest) {
-            complete &= self.execute(c, d).await;
+            self.execute(c, d).await;
         }
         self.record_delivery(d, &commands).await;
-        Handled { commands, complete }
+        commands
     }
 
     /// Marks a handled delivery done in the delivery log, behind its recorded rows.
@@ -305,8 +299,7 @@ impl Engine {
         }
     }
 
-    /// Carries out one command; false if the delivery must be handled again.
-    async fn execute(self: &Arc<Self>, c: &Command, d: &Delivery) -> bool {
+    async fn execute(self: &Arc<Self>, c: &Command, d: &Delivery) {
         match c {
             Command::Ignore { .. } => {}
             Command::Skip {
@@ -318,7 +311,7 @@ impl Engine {
                 self.log(EventRow::for_key(key, "skipped", &d.id, reason.clone()))
                     .await;
             }
-            Command::Dispatch { restart } => return self.dispatch((**restart).clone()).await,
+            Command::Dispatch { restart } => self.dispatch((**restart).clone(), d.replayed).await,
             Command::RecordJob { repo, job } if self.store.is_none() => {
                 self.replay_jobs
                     .lock()
@@ -379,7 +372,6 @@ impl Engine {
                 run_conclusion,
             } => self.evaluate(restart_id, run_conclusion).await,
         }
-        true
     }
 
     /// Updates a restart in the ledger and persists the new version.
@@ -393,21 +385,9 @@ impl Engine {
         Some(updated)
     }
 
-    async fn persist(&self, r: &Restart) -> bool {
-        let Some(store) = &self.store else {
-            return true;
-        };
-        match store.upsert_restart(r).await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(
-                    restart = r.restart_id,
-                    error = format!("{e:#}"),
-                    "persisting a restart failed"
-                );
-                false
-            }
-        }
+    /// Records a restart's new version (batched; see `recorder`).
+    async fn persist(&self, r: &Restart) {
+        self.record(Entry::Restart(r.clone())).await;
     }
 
     async fn log(&self, row: EventRow) {
@@ -452,18 +432,12 @@ impl Engine {
         self.record(Entry::Delivery(row)).await;
     }
 
-    /// False when the restart could not be recorded: then nothing was sent, the claim is
-    /// undone, and the delivery is handled again later.
-    async fn dispatch(self: &Arc<Self>, r: Restart) -> bool {
+    /// Sends a claimed restart. Its intent is durable already: the delivery that caused it
+    /// stays in the delivery log until the restart's rows are written, and is replayed after
+    /// a crash, when `replayed` makes the dispatch list runs before it POSTs.
+    async fn dispatch(self: &Arc<Self>, r: Restart, replayed: bool) {
         let req = dispatch_request(&r);
-        // The intent is durable before the POST, so a crash in between is found at start-up.
-        if !self.persist(&r).await {
-            self.ledger
-                .lock()
-                .expect("ledger lock")
-                .remove(&r.restart_id);
-            return false;
-        }
+        self.persist(&r).await;
         if r.dry_run {
             self.log(
                 EventRow::for_restart(
@@ -474,7 +448,18 @@ impl Engine {
                 .with_details(&req.body(true)),
             )
             .await;
-            return true;
+            return;
+        }
+        if replayed {
+            // This delivery was handled before a crash: the POST may have gone out already.
+            self.log(EventRow::for_restart(
+                &r,
+                "dispatch_replayed",
+                "handled again after a restart of the App: looking for the run before sending",
+            ))
+            .await;
+            self.spawn_follow_up(settle_unknown(self.clone(), r.restart_id.clone(), true));
+            return;
         }
         let Some(gh) = &self.github else {
             let u = self
@@ -491,7 +476,7 @@ impl Engine {
                 ))
                 .await;
             }
-            return true;
+            return;
         };
         let result = send_dispatch(gh, &r).await;
         let unknown = matches!(result, DispatchResult::Unknown { .. });
@@ -500,7 +485,6 @@ impl Engine {
         if unknown {
             self.spawn_follow_up(settle_unknown(self.clone(), r.restart_id.clone(), true));
         }
-        true
     }
 
     async fn apply_dispatch_result(&self, restart_id: &str, result: DispatchResult, ok_kind: &str) {
@@ -931,20 +915,8 @@ impl Pipeline {
             senders.push(tx);
             handles.push(tokio::spawn(async move {
                 while let Some(d) = rx.recv().await {
-                    let mut wait = Duration::from_secs(1);
-                    let decided = loop {
-                        let h = engine.handle(&d).await;
-                        if h.complete {
-                            break h.commands;
-                        }
-                        tracing::warn!(
-                            delivery = d.id,
-                            retry_in_s = wait.as_secs(),
-                            "the restart could not be recorded in ClickHouse; nothing was dispatched, handling the delivery again later"
-                        );
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(Duration::from_secs(60));
-                    };
+                    let decided = engine.handle(&d).await;
+                    // Behind the delivery's rows: done in the log once they are written.
                     engine.acknowledge(d.seq).await;
                     tracing::debug!(delivery = d.id, event = d.event_name, decisions = ?decided.iter().map(Command::describe).collect::<Vec<_>>());
                     engine.end();

@@ -43,6 +43,7 @@ fn synthetic(repo: &str, installation_id: Option<u64>, run: Run) -> Delivery {
         received_at: Utc::now(),
         body_bytes: 0,
         seq: None,
+        replayed: false,
         event: Event::WorkflowRun(WorkflowRunEvent {
             action: action.into(),
             repo: repo.to_string(),

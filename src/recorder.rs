@@ -1,8 +1,9 @@
 //! Batched writes to ClickHouse: deliveries, the event log, job states and mirror rows are
 //! collected by one task and written together, one INSERT per table, at most every
 //! `interval` or every `max_rows` rows (ClickHouse wants few, large inserts, not one per
-//! event). The restart ledger is not batched: a restart's intent must be durable before
-//! its dispatch is sent, so `Store::upsert_restart` is called directly.
+//! event). Restart ledger rows travel the same way: a restart's intent is already durable
+//! in the delivery log (its delivery is acknowledged only after these rows are written, and
+//! a delivery replayed after a crash looks its run up before sending anything).
 //!
 //! Readers that depend on recorded rows (judging a restart, confirming it) call `flush`.
 //!
@@ -11,6 +12,7 @@
 //! whose records never reached ClickHouse is processed again after a crash.
 
 use crate::events::{Job, Run};
+use crate::ledger::Restart;
 use crate::spool::Spool;
 use crate::store::{Batch, DeliveryRow, EventRow, Store};
 use std::time::Duration;
@@ -21,6 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 const MAX_BUFFERED_ROWS: usize = 200_000;
 
 pub enum Entry {
+    /// A new version of a restart's ledger row.
+    Restart(Restart),
     Delivery(DeliveryRow),
     Event(EventRow),
     Job(String, Job),
@@ -127,6 +131,7 @@ async fn run(
                 }
                 Some(Msg::Add(e)) => {
                     match *e {
+                        Entry::Restart(r) => batch.restart(&r),
                         Entry::Delivery(r) => batch.delivery(r),
                         Entry::Event(r) => batch.event(r),
                         Entry::Job(repo, j) => batch.job(&repo, &j),

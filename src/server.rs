@@ -80,6 +80,7 @@ pub async fn assemble(p: Parts) -> anyhow::Result<App> {
                             .unwrap_or_else(chrono::Utc::now),
                         body_bytes: r.body.len() as u32,
                         seq: Some(r.seq),
+                        replayed: true,
                     };
                     if pipeline.enqueue(d).await.is_ok() {
                         requeued += 1;

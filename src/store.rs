@@ -506,6 +506,7 @@ impl MirrorRunRow {
 /// Rows written together, one INSERT per table (ClickHouse wants few, large inserts).
 #[derive(Default)]
 pub struct Batch {
+    restarts: Vec<RestartRow>,
     deliveries: Vec<DeliveryRow>,
     events: Vec<EventRow>,
     jobs: Vec<JobResultRow>,
@@ -514,6 +515,9 @@ pub struct Batch {
 }
 
 impl Batch {
+    pub fn restart(&mut self, r: &Restart) {
+        self.restarts.push(RestartRow::from(r));
+    }
     pub fn delivery(&mut self, row: DeliveryRow) {
         self.deliveries.push(row);
     }
@@ -530,7 +534,8 @@ impl Batch {
         self.mirror_jobs.push(MirrorJobRow::new(repo, job));
     }
     pub fn len(&self) -> usize {
-        self.deliveries.len()
+        self.restarts.len()
+            + self.deliveries.len()
             + self.events.len()
             + self.jobs.len()
             + self.mirror_runs.len()
@@ -712,11 +717,6 @@ impl Store {
             .with_context(|| format!("inserting into {table}"))
     }
 
-    pub async fn upsert_restart(&self, r: &Restart) -> Result<()> {
-        self.insert_rows::<RestartRow>(&self.t("restarts"), &[RestartRow::from(r)])
-            .await
-    }
-
     /// Restarts requested within the last `days` days, newest version of each.
     pub async fn load_restarts(&self, days: u32) -> Result<Vec<Restart>> {
         let rows: Vec<RestartRow> = self
@@ -824,6 +824,9 @@ impl Store {
     /// Writes a batch: one INSERT per table that has rows. A table written successfully is
     /// emptied from the batch; on error the rest stays for the next attempt.
     pub async fn write(&self, b: &mut Batch) -> Result<()> {
+        self.insert_rows::<RestartRow>(&self.t("restarts"), &b.restarts)
+            .await?;
+        b.restarts.clear();
         self.insert_rows::<DeliveryRow>(&self.t("deliveries"), &b.deliveries)
             .await?;
         b.deliveries.clear();

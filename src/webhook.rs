@@ -267,6 +267,7 @@ pub async fn receive(
         received_at,
         body_bytes: body.len().min(u32::MAX as usize) as u32,
         seq,
+        replayed: false,
     });
     reply(
         StatusCode::ACCEPTED,
