@@ -148,6 +148,15 @@ impl Engine {
         self.github.as_ref()
     }
 
+    /// A copy of one restart as the ledger has it now.
+    pub fn restart(&self, restart_id: &str) -> Option<Restart> {
+        self.ledger
+            .lock()
+            .expect("ledger lock")
+            .get(restart_id)
+            .cloned()
+    }
+
     pub fn restarts(&self, key: &RestartKey) -> Vec<Restart> {
         self.ledger
             .lock()
@@ -587,13 +596,7 @@ impl Engine {
     }
 
     async fn evaluate(&self, restart_id: &str, run_conclusion: &str) {
-        let Some(r) = self
-            .ledger
-            .lock()
-            .expect("ledger lock")
-            .get(restart_id)
-            .cloned()
-        else {
+        let Some(r) = self.restart(restart_id) else {
             return;
         };
         let Some(run_id) = r.restart_run_id else {
@@ -667,13 +670,7 @@ async fn confirm(engine: Arc<Engine>, restart_id: String) {
         engine.confirming.lock().expect("lock").remove(&restart_id);
         return;
     };
-    let Some(r) = engine
-        .ledger
-        .lock()
-        .expect("lock")
-        .get(&restart_id)
-        .cloned()
-    else {
+    let Some(r) = engine.restart(&restart_id) else {
         return;
     };
     let started = tokio::time::Instant::now();
@@ -753,13 +750,7 @@ async fn settle_unknown(engine: Arc<Engine>, restart_id: String, resend: bool) {
     let mut may_resend = resend;
     loop {
         tokio::time::sleep(engine.timing.dispatch_lookup_delay).await;
-        let Some(r) = engine
-            .ledger
-            .lock()
-            .expect("lock")
-            .get(&restart_id)
-            .cloned()
-        else {
+        let Some(r) = engine.restart(&restart_id) else {
             return;
         };
         if r.restart_run_id.is_some() || !r.status.awaits_run() {

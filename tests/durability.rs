@@ -7,18 +7,6 @@ use axum::http::StatusCode;
 use common::*;
 use std::time::Duration;
 
-fn failure(sha: &str, run: u64) -> Vec<u8> {
-    run_payload(
-        "completed",
-        run,
-        sha,
-        "push",
-        "main",
-        Some("failure"),
-        |_| {},
-    )
-}
-
 #[tokio::test]
 async fn a_delivery_answered_before_a_crash_is_handled_once_after_the_restart() {
     // The process wrote the delivery to its log, answered 202, and died before handling it.

@@ -9,18 +9,6 @@ use common::fake_github::DispatchAnswer;
 use common::*;
 use serde_json::json;
 
-fn failure(sha: &str, run: u64) -> Vec<u8> {
-    run_payload(
-        "completed",
-        run,
-        sha,
-        "push",
-        "main",
-        Some("failure"),
-        |_| {},
-    )
-}
-
 #[tokio::test]
 async fn the_same_delivery_twice_dispatches_once() {
     let app = TestApp::start().await;

@@ -329,6 +329,19 @@ pub fn run_payload(
     serde_json::to_vec(&p).unwrap()
 }
 
+/// A failed `trunk` push run on main: what the App restarts.
+pub fn failure(sha: &str, run: u64) -> Vec<u8> {
+    run_payload(
+        "completed",
+        run,
+        sha,
+        "push",
+        "main",
+        Some("failure"),
+        |_| {},
+    )
+}
+
 /// A `workflow_job` delivery of a trunk job on pytorch/pytorch.
 pub fn job_payload(
     action: &str,
