@@ -1,8 +1,9 @@
 //! The restart ledger: what the App has restarted and where each restart stands.
 //!
-//! This in-memory model is what decisions read. It is persisted write-through to ClickHouse
-//! (`restarts` table, one row per state change, newest `version` wins) and reloaded from
-//! there at start-up, so the ClickHouse table is the durable truth and this is its cache.
+//! This in-memory model is what decisions read. Every state change is recorded in
+//! ClickHouse (`restarts` table, one row per change, newest `version` wins; batched by the
+//! recorder) and reloaded from there at start-up. Until a change is written, the delivery
+//! that caused it stays unacknowledged in the delivery log, which replays it after a crash.
 
 use crate::outcome::Verdict;
 use chrono::{DateTime, Utc};
