@@ -365,65 +365,64 @@ fn rewrite_acks(path: &Path, acks: &[u64]) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    fn dir() -> PathBuf {
+    fn dir() -> io::Result<PathBuf> {
         let d = std::env::temp_dir().join(format!("spool-test-{}", uuid::Uuid::new_v4().simple()));
-        fs::create_dir_all(&d).unwrap();
-        d
+        fs::create_dir_all(&d)?;
+        Ok(d)
     }
 
     #[tokio::test]
-    async fn unacknowledged_deliveries_come_back_after_a_crash() {
-        let d = dir();
-        let (spool, rec) = Spool::open(&d).unwrap();
+    async fn unacknowledged_deliveries_come_back_after_a_crash() -> io::Result<()> {
+        let d = dir()?;
+        let (spool, rec) = Spool::open(&d)?;
         assert!(rec.pending.is_empty());
         let a = spool
             .append("id-a", "workflow_run", 1, b"{\"a\":1}")
-            .await
-            .unwrap();
-        let b = spool
-            .append("id-b", "workflow_job", 2, b"{}")
-            .await
-            .unwrap();
+            .await?;
+        let b = spool.append("id-b", "workflow_job", 2, b"{}").await?;
         assert!(b > a);
         spool.ack(a);
         drop(spool); // the process dies: nothing else is written
         std::thread::sleep(std::time::Duration::from_millis(50));
-        let (_spool, rec) = Spool::open(&d).unwrap();
+        let (_spool, rec) = Spool::open(&d)?;
         assert_eq!(rec.pending.len(), 1);
         assert_eq!(rec.pending[0].id, "id-b");
         assert_eq!(rec.pending[0].event_name, "workflow_job");
         assert_eq!(rec.pending[0].body, b"{}");
         assert_eq!(rec.ids.len(), 2, "both ids known, to drop redeliveries");
+        Ok(())
     }
 
     #[tokio::test]
-    async fn a_torn_tail_is_cut_and_the_rest_kept() {
-        let d = dir();
-        let (spool, _) = Spool::open(&d).unwrap();
-        spool.append("whole", "ping", 1, b"{}").await.unwrap();
+    async fn a_torn_tail_is_cut_and_the_rest_kept() -> io::Result<()> {
+        let d = dir()?;
+        let (spool, _) = Spool::open(&d)?;
+        spool.append("whole", "ping", 1, b"{}").await?;
         drop(spool);
         std::thread::sleep(std::time::Duration::from_millis(50));
-        let (_, path) = list_segments(&d).unwrap().pop().unwrap();
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(&[200, 0, 0, 0, 1, 2, 3]).unwrap(); // half a record
+        let (_, path) = list_segments(&d)?.pop().expect("one segment on disk");
+        let mut f = OpenOptions::new().append(true).open(&path)?;
+        f.write_all(&[200, 0, 0, 0, 1, 2, 3])?; // half a record
         drop(f);
-        let (spool, rec) = Spool::open(&d).unwrap();
+        let (spool, rec) = Spool::open(&d)?;
         assert_eq!(rec.pending.len(), 1);
         assert_eq!(rec.pending[0].id, "whole");
-        let next = spool.append("after", "ping", 2, b"{}").await.unwrap();
+        let next = spool.append("after", "ping", 2, b"{}").await?;
         assert!(next > rec.pending[0].seq);
+        Ok(())
     }
 
     #[tokio::test]
-    async fn fully_acknowledged_segments_are_removed() {
-        let d = dir();
-        let (spool, _) = Spool::open(&d).unwrap();
-        let s = spool.append("x", "ping", 1, b"{}").await.unwrap();
+    async fn fully_acknowledged_segments_are_removed() -> io::Result<()> {
+        let d = dir()?;
+        let (spool, _) = Spool::open(&d)?;
+        let s = spool.append("x", "ping", 1, b"{}").await?;
         spool.ack(s);
         drop(spool);
         std::thread::sleep(std::time::Duration::from_millis(50));
-        let (_spool, rec) = Spool::open(&d).unwrap();
+        let (_spool, rec) = Spool::open(&d)?;
         assert!(rec.pending.is_empty());
-        assert!(list_segments(&d).unwrap().is_empty());
+        assert!(list_segments(&d)?.is_empty());
+        Ok(())
     }
 }

@@ -246,6 +246,17 @@ fn is_dispatch(out: &[Command]) -> bool {
     matches!(out, [Command::Dispatch { .. }])
 }
 
+/// Whether the failure of `(commit, run)` at `minute` is dispatched (and claimed as `status`).
+fn dispatches(
+    l: &mut Ledger,
+    p: &Policy,
+    (commit, run): (u8, u64),
+    minute: i64,
+    status: Status,
+) -> bool {
+    is_dispatch(&step(l, p, &failing(commit, run), minute, status))
+}
+
 fn skip_reason(out: &[Command]) -> String {
     match out {
         [Command::Skip { reason, .. }] => reason.clone(),
@@ -258,32 +269,14 @@ fn minimum_spacing_between_restarts_of_one_commit() {
     let mut p = policy(5, RestartAction::Run);
     p.min_spacing = chrono::Duration::minutes(20);
     let mut l = Ledger::default();
-    assert!(is_dispatch(&step(
-        &mut l,
-        &p,
-        &failing(1, 1),
-        0,
-        Status::Dispatched
-    )));
+    assert!(dispatches(&mut l, &p, (1, 1), 0, Status::Dispatched));
     assert!(
         skip_reason(&step(&mut l, &p, &failing(1, 2), 10, Status::Dispatched))
             .contains("minimum spacing is 20 min")
     );
-    assert!(is_dispatch(&step(
-        &mut l,
-        &p,
-        &failing(1, 3),
-        21,
-        Status::Dispatched
-    )));
+    assert!(dispatches(&mut l, &p, (1, 3), 21, Status::Dispatched));
     // Another commit is not held by this one's spacing.
-    assert!(is_dispatch(&step(
-        &mut l,
-        &p,
-        &failing(2, 4),
-        22,
-        Status::Dispatched
-    )));
+    assert!(dispatches(&mut l, &p, (2, 4), 22, Status::Dispatched));
 }
 
 #[test]
@@ -293,13 +286,7 @@ fn backoff_after_failed_dispatches_doubles_up_to_the_max() {
     p.backoff_base = chrono::Duration::minutes(20);
     p.backoff_max = chrono::Duration::minutes(60);
     let mut l = Ledger::default();
-    assert!(is_dispatch(&step(
-        &mut l,
-        &p,
-        &failing(1, 1),
-        0,
-        Status::DispatchFailed
-    )));
+    assert!(dispatches(&mut l, &p, (1, 1), 0, Status::DispatchFailed));
     assert!(
         skip_reason(&step(
             &mut l,
@@ -310,43 +297,13 @@ fn backoff_after_failed_dispatches_doubles_up_to_the_max() {
         ))
         .contains("1 failed dispatch")
     );
-    assert!(is_dispatch(&step(
-        &mut l,
-        &p,
-        &failing(1, 1),
-        20,
-        Status::DispatchFailed
-    )));
+    assert!(dispatches(&mut l, &p, (1, 1), 20, Status::DispatchFailed));
     // Two failures: 40 min.
-    assert!(!is_dispatch(&step(
-        &mut l,
-        &p,
-        &failing(1, 1),
-        59,
-        Status::DispatchFailed
-    )));
-    assert!(is_dispatch(&step(
-        &mut l,
-        &p,
-        &failing(1, 1),
-        60,
-        Status::DispatchFailed
-    )));
+    assert!(!dispatches(&mut l, &p, (1, 1), 59, Status::DispatchFailed));
+    assert!(dispatches(&mut l, &p, (1, 1), 60, Status::DispatchFailed));
     // Three failures: 80 min capped at 60.
-    assert!(!is_dispatch(&step(
-        &mut l,
-        &p,
-        &failing(1, 1),
-        119,
-        Status::DispatchFailed
-    )));
-    assert!(is_dispatch(&step(
-        &mut l,
-        &p,
-        &failing(1, 1),
-        120,
-        Status::Dispatched
-    )));
+    assert!(!dispatches(&mut l, &p, (1, 1), 119, Status::DispatchFailed));
+    assert!(dispatches(&mut l, &p, (1, 1), 120, Status::Dispatched));
 }
 
 #[test]
@@ -354,30 +311,12 @@ fn global_hourly_budget_holds_new_restarts() {
     let mut p = policy(1, RestartAction::Run);
     p.max_restarts_per_hour = 2;
     let mut l = Ledger::default();
-    assert!(is_dispatch(&step(
-        &mut l,
-        &p,
-        &failing(1, 1),
-        0,
-        Status::Dispatched
-    )));
-    assert!(is_dispatch(&step(
-        &mut l,
-        &p,
-        &failing(2, 2),
-        1,
-        Status::Dispatched
-    )));
+    assert!(dispatches(&mut l, &p, (1, 1), 0, Status::Dispatched));
+    assert!(dispatches(&mut l, &p, (2, 2), 1, Status::Dispatched));
     assert!(
         skip_reason(&step(&mut l, &p, &failing(3, 3), 2, Status::Dispatched))
             .contains("global budget")
     );
     // An hour later the budget is back.
-    assert!(is_dispatch(&step(
-        &mut l,
-        &p,
-        &failing(3, 3),
-        61,
-        Status::Dispatched
-    )));
+    assert!(dispatches(&mut l, &p, (3, 3), 61, Status::Dispatched));
 }
