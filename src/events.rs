@@ -8,8 +8,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// What one webhook delivery means to us.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// What one webhook delivery means to us. It is also what the delivery log keeps
+/// (as JSON), so it must round-trip through serde.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     WorkflowRun(WorkflowRunEvent),
     WorkflowJob(WorkflowJobEvent),
@@ -22,7 +23,7 @@ pub enum Event {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkflowRunEvent {
     pub action: String,
     pub repo: String,
@@ -30,7 +31,7 @@ pub struct WorkflowRunEvent {
     pub run: Run,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkflowJobEvent {
     pub action: String,
     pub repo: String,
@@ -240,6 +241,37 @@ mod tests {
     fn unknown_event_must_still_be_json() {
         assert!(matches!(parse("issues", b"{}"), Ok(Event::Other { .. })));
         assert!(parse("issues", b"{").is_err());
+    }
+
+    /// The delivery log stores events as JSON: every fixture must come back unchanged.
+    #[test]
+    fn events_round_trip_through_the_delivery_log_encoding() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/github");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).expect("fixtures/github") {
+            let path = entry.expect("dir entry").path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let event = if name.starts_with("workflow_run") {
+                "workflow_run"
+            } else if name.starts_with("workflow_job") {
+                "workflow_job"
+            } else {
+                continue;
+            };
+            let body = std::fs::read(&path).expect("fixture");
+            let parsed = parse(event, &body).expect("fixture parses");
+            let json = serde_json::to_vec(&parsed).expect("serializes");
+            let back: Event = serde_json::from_slice(&json).expect("deserializes");
+            assert_eq!(back, parsed, "{name}");
+            assert!(
+                json.len() * 3 < body.len(),
+                "{name}: {} -> {}",
+                body.len(),
+                json.len()
+            );
+            seen += 1;
+        }
+        assert!(seen >= 2, "no workflow fixtures found in {dir}");
     }
 
     #[test]

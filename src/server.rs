@@ -1,7 +1,6 @@
 //! The HTTP server: routes, layers, start-up wiring and graceful shutdown.
 
 use crate::decide::Policy;
-use crate::events;
 use crate::github::GitHub;
 use crate::pipeline::{Delivery, Engine, Pipeline, Timing};
 use crate::spool::Spool;
@@ -70,29 +69,18 @@ pub async fn assemble(p: Parts) -> anyhow::Result<App> {
     if let Some(rec) = recovered {
         intake.remember(rec.ids);
         for r in rec.pending {
-            match events::parse(&r.event_name, &r.body) {
-                Ok(event) => {
-                    let d = Delivery {
-                        id: r.id,
-                        event_name: r.event_name,
-                        event,
-                        received_at: chrono::DateTime::from_timestamp_millis(r.received_at_ms)
-                            .unwrap_or_else(chrono::Utc::now),
-                        body_bytes: r.body.len() as u32,
-                        seq: Some(r.seq),
-                        replayed: true,
-                    };
-                    if pipeline.enqueue(d).await.is_ok() {
-                        requeued += 1;
-                    }
-                }
-                Err(e) => {
-                    // It parsed when it was accepted; a later format change must not wedge the log.
-                    tracing::error!(delivery = r.id, error = %e, "a logged delivery no longer parses; dropped");
-                    if let Some(s) = &spool {
-                        s.ack(r.seq);
-                    }
-                }
+            let d = Delivery {
+                id: r.id,
+                event_name: r.event_name,
+                event: r.event,
+                received_at: chrono::DateTime::from_timestamp_millis(r.received_at_ms)
+                    .unwrap_or_else(chrono::Utc::now),
+                body_bytes: r.body_bytes,
+                seq: Some(r.seq),
+                replayed: true,
+            };
+            if pipeline.enqueue(d).await.is_ok() {
+                requeued += 1;
             }
         }
         if requeued > 0 {

@@ -14,12 +14,15 @@ async fn a_delivery_answered_before_a_crash_is_handled_once_after_the_restart() 
     let sha = sha(100);
     {
         let (spool, _) = Spool::open(&dir).unwrap();
+        let body = failure(&sha, 100);
+        let event = autorevert::events::parse("workflow_run", &body).unwrap();
         spool
             .append(
                 "answered-then-crashed",
                 "workflow_run",
                 1_700_000_000_000,
-                &failure(&sha, 100),
+                body.len() as u32,
+                &event,
             )
             .await
             .unwrap();
