@@ -327,6 +327,7 @@ async fn cmd_restart(
             "outcome unknown ({reason}); look for a run on {} before trying again",
             req.git_ref
         ),
+        DispatchResult::NotSent { reason } => bail!("not sent: {reason}"),
     }
 }
 

@@ -65,6 +65,9 @@ pub enum DispatchResult {
     Rejected { status: u16, message: String },
     /// 5xx, timeout or transport error: a run may or may not have been created.
     Unknown { reason: String },
+    /// Nothing reached GitHub (no installation token could be had: GitHub unreachable or
+    /// refusing the App), so nothing was created and sending later is safe.
+    NotSent { reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq)]

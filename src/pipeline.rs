@@ -488,10 +488,13 @@ impl Engine {
             return;
         };
         let result = send_dispatch(gh, &r).await;
-        let unknown = matches!(result, DispatchResult::Unknown { .. });
+        let unsettled = matches!(
+            result,
+            DispatchResult::Unknown { .. } | DispatchResult::NotSent { .. }
+        );
         self.apply_dispatch_result(&r.restart_id, result, "dispatched")
             .await;
-        if unknown {
+        if unsettled {
             self.spawn_follow_up(settle_unknown(self.clone(), r.restart_id.clone(), true));
         }
     }
@@ -536,6 +539,20 @@ impl Engine {
                 self.update(restart_id, |x| {
                     x.status = Status::DispatchUnknown;
                     x.reason = format!("{reason}; the run will be looked up before any resend");
+                })
+                .await,
+            ),
+            // Settled like an unknown outcome (runs looked up, then sent), by the follow-up
+            // and by every reconciler pass until GitHub answers; the POST that never went
+            // out does not count against the attempts.
+            DispatchResult::NotSent { reason } => (
+                "dispatch_not_sent",
+                self.update(restart_id, |x| {
+                    x.status = Status::DispatchUnknown;
+                    x.dispatch_attempts = x.dispatch_attempts.saturating_sub(1);
+                    x.reason = format!(
+                        "not sent: {reason}; it will be sent once GitHub answers (runs are looked up first)"
+                    );
                 })
                 .await,
             ),
@@ -644,14 +661,13 @@ fn dispatch_request(r: &Restart) -> DispatchRequest {
     }
 }
 
-/// Sends a restart's dispatch once. An error before anything was sent (no installation
-/// token, say) is a refusal, not an unknown outcome.
+/// Sends a restart's dispatch once. An error before the POST (no installation token:
+/// GitHub down, say) means nothing was sent: the restart waits for GitHub, it is not lost.
 async fn send_dispatch(gh: &GitHub, r: &Restart) -> DispatchResult {
     gh.dispatch(&dispatch_request(r), r.installation_id)
         .await
-        .unwrap_or_else(|e| DispatchResult::Rejected {
-            status: 0,
-            message: format!("not sent: {e:#}"),
+        .unwrap_or_else(|e| DispatchResult::NotSent {
+            reason: format!("{e:#}"),
         })
 }
 

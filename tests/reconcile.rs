@@ -251,3 +251,124 @@ async fn never_more_than_three_dispatch_posts_for_one_restart() {
         Status::DispatchUnknown
     );
 }
+
+/// GitHub unreachable (connection refused, not an error answer): deliveries are still
+/// answered 202 and recorded; a restart that could not be sent, whether the installation
+/// token had to be fetched first or the POST itself was refused, waits as not sent and is
+/// sent once, after a lookup, when GitHub is back. Nothing lost, nothing doubled.
+#[tokio::test]
+async fn github_unreachable_then_back_loses_and_doubles_nothing() {
+    let fake = fake_github::FakeGitHub::start(INSTALLATION, &[REPO]).await;
+    let gate = Gate::closed(&fake.url).await;
+    let mut via_gate = fake.clone();
+    via_gate.url = gate.url.clone();
+    let app = TestApp::assemble(
+        Options::default(),
+        fresh_store().await,
+        via_gate,
+        temp_dir(),
+    )
+    .await;
+
+    // 1. Down from the start: no installation token can be had.
+    let cold = sha(150);
+    let (s, j) = app
+        .deliver("workflow_run", &failure(&cold, 2_000_150))
+        .await;
+    assert_eq!(s.as_u16(), 202, "{j}");
+    let (s, j) = app
+        .deliver(
+            "workflow_job",
+            &job_payload(
+                "completed",
+                91_500,
+                2_000_150,
+                &cold,
+                "main",
+                BUILD,
+                Some("failure"),
+            ),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 202, "{j}");
+    app.settle().await;
+    let r = &app.stored_restarts(&cold).await[0];
+    assert_eq!(
+        (r.status, r.dispatch_attempts),
+        (Status::DispatchUnknown, 0),
+        "{}",
+        r.reason
+    );
+    // The follow-up lookup failed too; the reason says why the restart waits.
+    assert!(r.reason.contains("Connection refused"), "{}", r.reason);
+    assert!(
+        app.event_kinds(&cold)
+            .await
+            .contains(&"dispatch_not_sent".to_string())
+    );
+    assert_eq!(
+        fake.requests_matching("POST", "").len(),
+        0,
+        "nothing reached GitHub"
+    );
+    let j = app
+        .store
+        .delivery(j["delivery"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        j.is_some(),
+        "the job delivery was recorded while GitHub was down"
+    );
+    // A pass while still down changes nothing and sends nothing.
+    let p = pass(&app).await;
+    assert!(p.errors > 0, "{p:?}");
+    assert_eq!(
+        app.stored_restarts(&cold).await[0].status,
+        Status::DispatchUnknown
+    );
+
+    // 2. Back: the pass looks for a run, finds none, sends once.
+    gate.open().await;
+    let p = pass(&app).await;
+    assert_eq!(p.unknown_settled, 1, "{p:?}");
+    let r = &app.stored_restarts(&cold).await[0];
+    assert_eq!(
+        (r.status, r.dispatch_attempts),
+        (Status::Dispatched, 1),
+        "{}",
+        r.reason
+    );
+    assert_eq!(fake.dispatches().len(), 1);
+    let lookups = fake.requests_matching("GET", "&branch=trunk%2F");
+    let posts = fake.requests_matching("POST", "/dispatches");
+    assert!(lookups[0].1 < posts[0].1, "looked up before the POST");
+
+    // 3. Down again with the token cached: the POST itself is refused.
+    gate.close().await;
+    let warm = sha(151);
+    let (s, _) = app
+        .deliver("workflow_run", &failure(&warm, 2_000_151))
+        .await;
+    assert_eq!(s.as_u16(), 202);
+    app.settle().await;
+    let r = &app.stored_restarts(&warm).await[0];
+    assert_eq!(r.status, Status::DispatchUnknown, "{}", r.reason);
+    gate.open().await;
+    pass(&app).await;
+    let r = &app.stored_restarts(&warm).await[0];
+    assert_eq!(r.status, Status::Dispatched, "{}", r.reason);
+    // One run per commit, and later passes send nothing more.
+    pass(&app).await;
+    let runs: Vec<String> = fake
+        .state
+        .lock()
+        .unwrap()
+        .runs
+        .iter()
+        .map(|r| r.head_sha.clone())
+        .collect();
+    assert_eq!(runs.iter().filter(|s| **s == cold).count(), 1, "{runs:?}");
+    assert_eq!(runs.iter().filter(|s| **s == warm).count(), 1, "{runs:?}");
+    assert_eq!(fake.dispatches().len(), 2);
+}

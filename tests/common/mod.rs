@@ -544,6 +544,56 @@ impl Outage {
     }
 }
 
+/// A server that is not there, then is: while closed, nothing listens on its port and every
+/// connection is refused (GitHub unreachable); once opened, it forwards to `upstream`.
+pub struct Gate {
+    pub url: String,
+    addr: std::net::SocketAddr,
+    upstream: String,
+    open: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Gate {
+    pub async fn closed(upstream: &str) -> Gate {
+        let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe); // the port is free again: connecting to it is refused
+        let target = url::Url::parse(upstream).unwrap();
+        Gate {
+            url: format!("http://{addr}"),
+            addr,
+            upstream: format!("{}:{}", target.host_str().unwrap(), target.port().unwrap()),
+            open: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub async fn open(&self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        let upstream = self.upstream.clone();
+        let task = tokio::spawn(async move {
+            // Connections live in this set: closing the gate drops them all.
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                conns.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        *self.open.lock().unwrap() = Some(task);
+    }
+
+    pub async fn close(&self) {
+        let task = self.open.lock().unwrap().take();
+        if let Some(t) = task {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
 /// A store over the same database, reached through `via` (e.g. an `Outage` proxy).
 pub fn store_via(store: &Store, via: &str) -> Store {
     let t = store.tables().clone();
