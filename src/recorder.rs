@@ -10,6 +10,11 @@
 //! A delivery's acknowledgement to the delivery log travels through here too, behind its
 //! rows: it is passed on only once the batch holding those rows is written, so a delivery
 //! whose records never reached ClickHouse is processed again after a crash.
+//!
+//! Two tasks: one collects rows, one writes them. Collection never waits for ClickHouse:
+//! whatever piles up while an INSERT is in flight goes out together in the next, larger
+//! one, so a slow ClickHouse makes inserts bigger instead of stalling the pipeline (and
+//! then intake, with 503s).
 
 use crate::events::{Job, Run};
 use crate::ledger::Restart;
@@ -72,41 +77,94 @@ impl Recorder {
     }
 }
 
-async fn write(
-    store: &Store,
-    spool: &Option<Spool>,
-    batch: &mut Batch,
-    acks: &mut Vec<u64>,
-) -> bool {
-    if batch.is_empty() && acks.is_empty() {
-        return true;
+/// A handed-over batch: its rows, the deliveries it completes, and flushes waiting on it.
+#[derive(Default)]
+struct Handover {
+    batch: Batch,
+    acks: Vec<u64>,
+    done: Vec<oneshot::Sender<bool>>,
+}
+
+impl Handover {
+    fn absorb(&mut self, other: Handover) {
+        self.batch.absorb(other.batch);
+        self.acks.extend(other.acks);
+        self.done.extend(other.done);
     }
-    let n = batch.len();
-    match store.write(batch).await {
-        Ok(()) => {
-            tracing::debug!(rows = n, "recorded");
-            if let Some(spool) = spool {
-                for seq in acks.drain(..) {
-                    spool.ack(seq);
+    fn answer(&mut self, ok: bool) {
+        for d in self.done.drain(..) {
+            let _ = d.send(ok);
+        }
+    }
+}
+
+/// How long the writer waits before trying a failed INSERT again (new rows join meanwhile).
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Writes handed-over batches in order, merging whatever queued behind the one in flight.
+async fn writer(store: Store, spool: Option<Spool>, mut rx: mpsc::Receiver<Handover>) {
+    let mut pending = Handover::default();
+    loop {
+        if pending.batch.is_empty() && pending.acks.is_empty() && pending.done.is_empty() {
+            match rx.recv().await {
+                Some(j) => pending.absorb(j),
+                None => return,
+            }
+        }
+        while let Ok(j) = rx.try_recv() {
+            pending.absorb(j);
+        }
+        let n = pending.batch.len();
+        let written = if n == 0 {
+            Ok(())
+        } else {
+            store.write(&mut pending.batch).await
+        };
+        match written {
+            Ok(()) => {
+                tracing::debug!(rows = n, "recorded");
+                if let Some(spool) = &spool {
+                    for seq in pending.acks.drain(..) {
+                        spool.ack(seq);
+                    }
+                }
+                pending.acks.clear();
+                pending.answer(true);
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    buffered = pending.batch.len(),
+                    "writing to ClickHouse failed; will retry"
+                );
+                pending.answer(false);
+                if pending.batch.len() > MAX_BUFFERED_ROWS {
+                    // Their deliveries are not acknowledged either: they stay in the delivery
+                    // log and are processed (and recorded) again at the next start.
+                    tracing::error!(
+                        rows = pending.batch.len(),
+                        deliveries = pending.acks.len(),
+                        "ClickHouse unavailable for too long: buffered rows given up; their deliveries stay in the delivery log"
+                    );
+                    pending.batch = Batch::default();
+                    pending.acks.clear();
+                }
+                match tokio::time::timeout(RETRY_AFTER, rx.recv()).await {
+                    Ok(Some(j)) => pending.absorb(j),
+                    Ok(None) => {
+                        // Shutting down: one last try, then the log keeps the rest.
+                        if store.write(&mut pending.batch).await.is_ok()
+                            && let Some(spool) = &spool
+                        {
+                            for seq in pending.acks.drain(..) {
+                                spool.ack(seq);
+                            }
+                        }
+                        return;
+                    }
+                    Err(_) => {}
                 }
             }
-            acks.clear();
-            true
-        }
-        Err(e) => {
-            tracing::error!(
-                error = format!("{e:#}"),
-                buffered = batch.len(),
-                "writing to ClickHouse failed; will retry"
-            );
-            if batch.len() > MAX_BUFFERED_ROWS {
-                tracing::error!(
-                    rows = batch.len(),
-                    "ClickHouse unavailable for too long: buffered rows dropped"
-                );
-                *batch = Batch::default();
-            }
-            false
         }
     }
 }
@@ -118,39 +176,46 @@ async fn run(
     interval: Duration,
     max_rows: usize,
 ) {
-    let mut batch = Batch::default();
-    let mut acks: Vec<u64> = Vec::new();
+    // Room for a few batches; past that, collection waits (bounded memory).
+    let (wtx, wrx) = mpsc::channel::<Handover>(16);
+    let writing = tokio::spawn(writer(store, spool, wrx));
+    let mut open = Handover::default();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
-                None => {
-                    write(&store, &spool, &mut batch, &mut acks).await;
-                    return;
-                }
+                None => break,
                 Some(Msg::Add(e)) => {
+                    let b = &mut open.batch;
                     match *e {
-                        Entry::Restart(r) => batch.restart(&r),
-                        Entry::Delivery(r) => batch.delivery(r),
-                        Entry::Event(r) => batch.event(r),
-                        Entry::Job(repo, j) => batch.job(&repo, &j),
-                        Entry::MirrorRun(repo, r) => batch.mirror_run(&repo, &r),
-                        Entry::MirrorJob(repo, j) => batch.mirror_job(&repo, &j),
-                        Entry::Ack(seq) => acks.push(seq),
+                        Entry::Restart(r) => b.restart(&r),
+                        Entry::Delivery(r) => b.delivery(r),
+                        Entry::Event(r) => b.event(r),
+                        Entry::Job(repo, j) => b.job(&repo, &j),
+                        Entry::MirrorRun(repo, r) => b.mirror_run(&repo, &r),
+                        Entry::MirrorJob(repo, j) => b.mirror_job(&repo, &j),
+                        Entry::Ack(seq) => open.acks.push(seq),
                     }
-                    if batch.len() >= max_rows {
-                        write(&store, &spool, &mut batch, &mut acks).await;
+                    if open.batch.len() >= max_rows && wtx.send(std::mem::take(&mut open)).await.is_err() {
+                        break;
                     }
                 }
                 Some(Msg::Flush(ack)) => {
-                    let ok = write(&store, &spool, &mut batch, &mut acks).await;
-                    let _ = ack.send(ok);
+                    open.done.push(ack);
+                    if wtx.send(std::mem::take(&mut open)).await.is_err() {
+                        break;
+                    }
                 }
             },
-            _ = tick.tick(), if !batch.is_empty() || !acks.is_empty() => {
-                write(&store, &spool, &mut batch, &mut acks).await;
+            _ = tick.tick(), if !open.batch.is_empty() || !open.acks.is_empty() => {
+                if wtx.send(std::mem::take(&mut open)).await.is_err() {
+                    break;
+                }
             }
         }
     }
+    let _ = wtx.send(open).await;
+    drop(wtx);
+    let _ = writing.await;
 }

@@ -544,6 +544,16 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Moves `other`'s rows behind these (batches that queued while an INSERT was in flight
+    /// go out together as one larger INSERT).
+    pub fn absorb(&mut self, mut other: Batch) {
+        self.restarts.append(&mut other.restarts);
+        self.deliveries.append(&mut other.deliveries);
+        self.events.append(&mut other.events);
+        self.jobs.append(&mut other.jobs);
+        self.mirror_runs.append(&mut other.mirror_runs);
+        self.mirror_jobs.append(&mut other.mirror_jobs);
+    }
 }
 
 impl MirrorJobRow {
