@@ -193,6 +193,29 @@ pub fn may_dispatch(event: &Event) -> bool {
 /// Conclusions that warrant a restart.
 const RESTART_CONCLUSIONS: [&str; 2] = ["failure", "timed_out"];
 
+/// Dispatches GitHub refused (a `trunk/<sha>` tag not pushed yet, a missing permission)
+/// after which a commit is not tried again. They do not count against the restart cap:
+/// nothing ran. Between them the backoff applies (20, 40, 60 min by default).
+pub const MAX_FAILED_DISPATCHES: usize = 4;
+
+/// Whether a commit whose restarts all failed to dispatch may be tried again now: what the
+/// reconciler asks before it hands the failed run back to `decide`.
+pub fn retry_due(
+    existing: &[Restart],
+    ledger: &Ledger,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> bool {
+    let failed = existing
+        .iter()
+        .filter(|r| r.status == Status::DispatchFailed)
+        .count();
+    failed > 0
+        && failed == existing.len()
+        && failed < MAX_FAILED_DISPATCHES
+        && paced(existing, ledger, policy, now).is_none()
+}
+
 /// Decides what one delivery means.
 pub fn decide(
     event: &Event,
@@ -338,7 +361,11 @@ fn decide_run(
     }
 
     let existing = ledger.restarts(&key);
-    let counted = existing.len() as u32;
+    let failed = existing
+        .iter()
+        .filter(|r| r.status == Status::DispatchFailed)
+        .count();
+    let counted = (existing.len() - failed) as u32;
     if counted >= policy.max_restarts {
         let latest = existing.last().map(|r| r.status.as_str()).unwrap_or("-");
         return vec![Command::Skip {
@@ -348,6 +375,14 @@ fn decide_run(
                 "{counted} restart(s) already (cap {}; latest {latest})",
                 policy.max_restarts
             ),
+        }];
+    }
+    if failed >= MAX_FAILED_DISPATCHES {
+        let latest = existing.last().map(|r| r.reason.as_str()).unwrap_or("-");
+        return vec![Command::Skip {
+            key,
+            original_run_id: run.id,
+            reason: format!("gave up after {failed} refused dispatches (latest: {latest})"),
         }];
     }
     if let Some(reason) = paced(existing, ledger, policy, now) {

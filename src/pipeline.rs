@@ -144,6 +144,12 @@ impl Engine {
         self.spawn_follow_up(settle_unknown(self.clone(), restart_id.to_string(), true));
     }
 
+    /// Whether a commit whose dispatches GitHub refused is due another try (backoff passed).
+    pub fn retry_due(&self, key: &RestartKey) -> bool {
+        let ledger = self.ledger.lock().expect("lock");
+        crate::decide::retry_due(ledger.restarts(key), &ledger, &self.policy, Utc::now())
+    }
+
     pub fn github(&self) -> Option<&GitHub> {
         self.github.as_ref()
     }

@@ -27,6 +27,9 @@ pub struct Pass {
     pub restarts_refreshed: usize,
     /// Restarts with an unknown dispatch outcome looked up again.
     pub unknown_settled: usize,
+    /// Failed runs handed back to the decision because GitHub refused their dispatch and
+    /// the backoff has passed.
+    pub retried_refused: usize,
     pub errors: usize,
 }
 
@@ -117,7 +120,10 @@ pub async fn reconcile_once(
                     workflow: run.name.clone(),
                     head_sha: run.head_sha.clone(),
                 };
-                if failed && engine.restarts(&key).is_empty() {
+                if !failed {
+                    continue;
+                }
+                if engine.restarts(&key).is_empty() {
                     tracing::info!(
                         repo,
                         run = run.id,
@@ -125,6 +131,15 @@ pub async fn reconcile_once(
                         "reconcile: a failed run had no restart (missed webhook)"
                     );
                     pass.missed_failures += 1;
+                    let _ = pipeline.enqueue(synthetic(repo, installation, run)).await;
+                } else if engine.retry_due(&key) {
+                    tracing::info!(
+                        repo,
+                        run = run.id,
+                        sha = run.head_sha,
+                        "reconcile: GitHub refused this commit's dispatch; trying again after the backoff"
+                    );
+                    pass.retried_refused += 1;
                     let _ = pipeline.enqueue(synthetic(repo, installation, run)).await;
                 }
             }
@@ -208,6 +223,8 @@ pub fn spawn(
             tracing::info!(
                 missed_failures = pass.missed_failures,
                 restarts_refreshed = pass.restarts_refreshed,
+                unknown_settled = pass.unknown_settled,
+                retried_refused = pass.retried_refused,
                 errors = pass.errors,
                 "reconcile pass done"
             );

@@ -320,3 +320,53 @@ fn global_hourly_budget_holds_new_restarts() {
     // An hour later the budget is back.
     assert!(dispatches(&mut l, &p, (3, 3), 61, Status::Dispatched));
 }
+
+#[test]
+fn refused_dispatches_do_not_use_up_the_cap_but_are_bounded() {
+    let mut p = policy(1, RestartAction::Run);
+    p.backoff_base = chrono::Duration::minutes(20);
+    p.backoff_max = chrono::Duration::minutes(60);
+    let mut l = Ledger::default();
+    let key = |l: &Ledger| l.all().next().expect("a restart was claimed").key.clone();
+    // Refused at 0; retried after 20, 40 (-> 60) and 60 (-> 120) minutes.
+    for minute in [0, 20, 60, 120] {
+        let k = (minute > 0).then(|| key(&l));
+        if let Some(k) = &k {
+            assert!(!autorevert::decide::retry_due(
+                l.restarts(k),
+                &l,
+                &p,
+                at(minute - 1)
+            ));
+            assert!(autorevert::decide::retry_due(
+                l.restarts(k),
+                &l,
+                &p,
+                at(minute)
+            ));
+        }
+        assert!(
+            dispatches(&mut l, &p, (1, 1), minute, Status::DispatchFailed),
+            "minute {minute}"
+        );
+    }
+    let k = key(&l);
+    assert!(!autorevert::decide::retry_due(
+        l.restarts(&k),
+        &l,
+        &p,
+        at(600)
+    ));
+    let why = skip_reason(&step(
+        &mut l,
+        &p,
+        &failing(1, 1),
+        600,
+        Status::DispatchFailed,
+    ));
+    assert!(why.contains("gave up after 4 refused dispatches"), "{why}");
+    // A restart that was dispatched does use up the cap.
+    assert!(dispatches(&mut l, &p, (2, 2), 0, Status::Dispatched));
+    let why = skip_reason(&step(&mut l, &p, &failing(2, 2), 600, Status::Dispatched));
+    assert!(why.contains("cap 1"), "{why}");
+}

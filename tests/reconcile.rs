@@ -372,3 +372,40 @@ async fn github_unreachable_then_back_loses_and_doubles_nothing() {
     assert_eq!(runs.iter().filter(|s| **s == warm).count(), 1, "{runs:?}");
     assert_eq!(fake.dispatches().len(), 2);
 }
+
+/// PyTorch's rule: a dispatch GitHub refused (here: the `trunk/<sha>` tag not pushed yet) is
+/// tried again after the backoff; nothing ran, so it does not use up the restart cap. The
+/// reconciler hands the failed run back once the backoff has passed.
+#[tokio::test]
+async fn a_refused_dispatch_is_tried_again_after_the_backoff() {
+    use common::fake_github::DispatchAnswer;
+    let app = TestApp::with(Options {
+        backoff_base_mins: 0, // due at once, so that the test need not wait 20 minutes
+        ..Options::default()
+    })
+    .await;
+    let sha = sha(152);
+    app.github.script([DispatchAnswer::Reject(
+        422,
+        format!("No ref found for: trunk/{sha}"),
+    )]);
+    app.github.add_run(main_run(2_000_152, &sha, "failure"));
+    app.deliver("workflow_run", &failure(&sha, 2_000_152)).await;
+    app.settle().await;
+    let r = &app.stored_restarts(&sha).await[0];
+    assert_eq!(r.status, Status::DispatchFailed, "{}", r.reason);
+    let p = pass(&app).await;
+    assert_eq!(p.retried_refused, 1, "{p:?}");
+    let rs = app.stored_restarts(&sha).await;
+    assert_eq!(rs.len(), 2, "{rs:?}");
+    assert_eq!(
+        (rs[1].attempt, rs[1].status),
+        (2, Status::Dispatched),
+        "{}",
+        rs[1].reason
+    );
+    // Dispatched now: later passes leave it alone.
+    let p = pass(&app).await;
+    assert_eq!(p.retried_refused, 0, "{p:?}");
+    assert_eq!(app.github.dispatches().len(), 2);
+}

@@ -265,7 +265,7 @@ async fn restart_action_skip_records_the_decision_only() {
 }
 
 #[tokio::test]
-async fn dispatch_422_is_recorded_with_githubs_message_and_not_retried() {
+async fn dispatch_422_is_recorded_with_githubs_message_and_not_retried_within_the_backoff() {
     let app = TestApp::start().await;
     let sha = sha(60);
     let msg = format!("No ref found for: trunk/{sha}");
@@ -281,10 +281,15 @@ async fn dispatch_422_is_recorded_with_githubs_message_and_not_retried() {
         "{}",
         r.reason
     );
-    // And the failed restart counts toward the cap: a redelivery does not hammer GitHub.
+    // A redelivery within the backoff (20 min) does not hammer GitHub.
     app.deliver("workflow_run", &failure(&sha, 60)).await;
     app.settle().await;
     assert_eq!(app.github.dispatches().len(), 1);
+    assert!(
+        app.event_kinds(&sha).await.contains(&"skipped".to_string()),
+        "{:?}",
+        app.event_kinds(&sha).await
+    );
 }
 
 #[tokio::test]

@@ -69,6 +69,8 @@ pub struct Options {
     pub min_spacing_mins: i64,
     pub max_restarts_per_hour: u32,
     pub kill_switch_ttl: Duration,
+    /// Wait after a refused dispatch (doubling, at most 60 min).
+    pub backoff_base_mins: i64,
 }
 
 impl Default for Options {
@@ -81,6 +83,7 @@ impl Default for Options {
             min_spacing_mins: 0,
             max_restarts_per_hour: 1000,
             kill_switch_ttl: Duration::ZERO,
+            backoff_base_mins: 20,
         }
     }
 }
@@ -148,7 +151,7 @@ impl TestApp {
             action: o.action,
             ingest: true,
             min_spacing: chrono::Duration::minutes(o.min_spacing_mins),
-            backoff_base: chrono::Duration::minutes(20),
+            backoff_base: chrono::Duration::minutes(o.backoff_base_mins),
             backoff_max: chrono::Duration::minutes(60),
             max_restarts_per_hour: o.max_restarts_per_hour,
             kill_switch_label: Some("ci: disable-autorevert".into()),
