@@ -86,9 +86,11 @@ impl Engine {
         spool: Option<Spool>,
         timing: Timing,
     ) -> Engine {
+        // At most one INSERT per table per second, or per 5,000 rows under load: ClickHouse
+        // wants few, large inserts. Readers that need fresh rows flush first.
         let recorder = store
             .clone()
-            .map(|s| Recorder::start(s, spool.clone(), Duration::from_millis(100), 5000));
+            .map(|s| Recorder::start(s, spool.clone(), Duration::from_secs(1), 5000));
         Engine {
             policy,
             spool,
