@@ -88,9 +88,15 @@ impl Engine {
     ) -> Engine {
         // At most one INSERT per table per second, or per 5,000 rows under load: ClickHouse
         // wants few, large inserts. Readers that need fresh rows flush first.
-        let recorder = store
-            .clone()
-            .map(|s| Recorder::start(s, spool.clone(), Duration::from_secs(1), 5000));
+        let recorder = store.clone().map(|s| {
+            Recorder::start(
+                s,
+                spool.clone(),
+                Duration::from_secs(1),
+                5000,
+                crate::recorder::MAX_BUFFERED_ROWS,
+            )
+        });
         Engine {
             policy,
             spool,

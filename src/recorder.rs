@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Rows kept across failed writes before the oldest are given up (bounded memory while
 /// ClickHouse is down).
-const MAX_BUFFERED_ROWS: usize = 200_000;
+pub const MAX_BUFFERED_ROWS: usize = 200_000;
 
 pub enum Entry {
     /// A new version of a restart's ledger row.
@@ -50,14 +50,17 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// Writes every `interval`, or once `max_rows` are collected; keeps at most
+    /// `max_buffered` rows across failed writes (`MAX_BUFFERED_ROWS` in production).
     pub fn start(
         store: Store,
         spool: Option<Spool>,
         interval: Duration,
         max_rows: usize,
+        max_buffered: usize,
     ) -> Recorder {
         let (tx, rx) = mpsc::channel(8192);
-        tokio::spawn(run(store, spool, rx, interval, max_rows));
+        tokio::spawn(run(store, spool, rx, interval, max_rows, max_buffered));
         Recorder { tx }
     }
 
@@ -102,7 +105,12 @@ impl Handover {
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Writes handed-over batches in order, merging whatever queued behind the one in flight.
-async fn writer(store: Store, spool: Option<Spool>, mut rx: mpsc::Receiver<Handover>) {
+async fn writer(
+    store: Store,
+    spool: Option<Spool>,
+    mut rx: mpsc::Receiver<Handover>,
+    max_buffered: usize,
+) {
     let mut pending = Handover::default();
     loop {
         if pending.batch.is_empty() && pending.acks.is_empty() && pending.done.is_empty() {
@@ -138,7 +146,7 @@ async fn writer(store: Store, spool: Option<Spool>, mut rx: mpsc::Receiver<Hando
                     "writing to ClickHouse failed; will retry"
                 );
                 pending.answer(false);
-                if pending.batch.len() > MAX_BUFFERED_ROWS {
+                if pending.batch.len() > max_buffered {
                     // Their deliveries are not acknowledged either: they stay in the delivery
                     // log and are processed (and recorded) again at the next start.
                     tracing::error!(
@@ -175,10 +183,11 @@ async fn run(
     mut rx: mpsc::Receiver<Msg>,
     interval: Duration,
     max_rows: usize,
+    max_buffered: usize,
 ) {
     // Room for a few batches; past that, collection waits (bounded memory).
     let (wtx, wrx) = mpsc::channel::<Handover>(16);
-    let writing = tokio::spawn(writer(store, spool, wrx));
+    let writing = tokio::spawn(writer(store, spool, wrx, max_buffered));
     let mut open = Handover::default();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -397,3 +397,56 @@ async fn crash_while_clickhouse_is_down_after_the_dispatch_does_not_dispatch_aga
             .contains(&"dispatch_replayed".to_string())
     );
 }
+
+/// In an outage longer than the recorder's buffer, rows are given up together with their
+/// deliveries' acknowledgements: those deliveries stay in the delivery log for the next
+/// start, even though a later write (ClickHouse back) succeeds.
+#[tokio::test]
+async fn rows_given_up_in_a_long_outage_leave_their_deliveries_in_the_log() {
+    use autorevert::recorder::{Entry, Recorder};
+    use autorevert::store::DeliveryRow;
+    let store = fresh_store().await;
+    let outage = Outage::start(&clickhouse_url()).await;
+    let dir = temp_dir();
+    let (spool, _) = Spool::open(&dir).unwrap();
+    let recorder = Recorder::start(
+        store_via(&store, &outage.url),
+        Some(spool.clone()),
+        Duration::from_secs(3600), // only explicit flushes write
+        5000,
+        2, // a buffer of two rows: the third is one too many
+    );
+    let ping = autorevert::events::Event::Ping { zen: "z".into() };
+    let row = |id: &str| DeliveryRow {
+        delivery_id: id.into(),
+        event: "ping".into(),
+        action: String::new(),
+        repo: String::new(),
+        head_sha: String::new(),
+        installation_id: None,
+        received_at: chrono::Utc::now(),
+        processed_at: chrono::Utc::now(),
+        decision: "ignored: ping".into(),
+        body_bytes: 2,
+    };
+    outage.down();
+    for id in ["lost-a", "lost-b", "lost-c"] {
+        let seq = spool.append(id, "ping", 1, 2, &ping).await.unwrap();
+        recorder.add(Entry::Delivery(row(id))).await;
+        recorder.add(Entry::Ack(seq)).await;
+    }
+    assert!(!recorder.flush().await, "ClickHouse is down");
+    outage.up();
+    let seq = spool.append("kept", "ping", 1, 2, &ping).await.unwrap();
+    recorder.add(Entry::Delivery(row("kept"))).await;
+    recorder.add(Entry::Ack(seq)).await;
+    assert!(recorder.flush().await, "ClickHouse is back");
+    assert!(store.delivery("kept").await.unwrap().is_some());
+    assert!(store.delivery("lost-a").await.unwrap().is_none());
+    drop(recorder);
+    drop(spool);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_, recovered) = Spool::open(&dir).unwrap();
+    let pending: Vec<&str> = recovered.pending.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(pending, ["lost-a", "lost-b", "lost-c"]);
+}
