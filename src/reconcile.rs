@@ -123,25 +123,17 @@ pub async fn reconcile_once(
                 if !failed {
                     continue;
                 }
-                if engine.restarts(&key).is_empty() {
-                    tracing::info!(
-                        repo,
-                        run = run.id,
-                        sha = run.head_sha,
-                        "reconcile: a failed run had no restart (missed webhook)"
-                    );
+                let why = if engine.restarts(&key).is_empty() {
                     pass.missed_failures += 1;
-                    let _ = pipeline.enqueue(synthetic(repo, installation, run)).await;
+                    "a failed run had no restart (missed webhook)"
                 } else if engine.retry_due(&key) {
-                    tracing::info!(
-                        repo,
-                        run = run.id,
-                        sha = run.head_sha,
-                        "reconcile: GitHub refused this commit's dispatch; trying again after the backoff"
-                    );
                     pass.retried_refused += 1;
-                    let _ = pipeline.enqueue(synthetic(repo, installation, run)).await;
-                }
+                    "GitHub refused this commit's dispatch; trying again after the backoff"
+                } else {
+                    continue;
+                };
+                tracing::info!(repo, run = run.id, sha = run.head_sha, "reconcile: {why}");
+                let _ = pipeline.enqueue(synthetic(repo, installation, run)).await;
             }
         }
     }

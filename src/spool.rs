@@ -522,6 +522,13 @@ mod tests {
         }
     }
 
+    /// Appends one framed record (`[len][crc32][payload]`), as the writer does.
+    fn frame(f: &mut File, payload: &[u8]) -> io::Result<()> {
+        f.write_all(&(payload.len() as u32).to_le_bytes())?;
+        f.write_all(&crc32fast::hash(payload).to_le_bytes())?;
+        f.write_all(payload)
+    }
+
     /// Waits until the writer thread of a dropped spool has let go of its files.
     fn stopped() {
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -601,11 +608,10 @@ mod tests {
         payload.extend_from_slice(&4u16.to_le_bytes());
         payload.extend_from_slice(b"ping");
         payload.extend_from_slice(body);
-        let mut f = File::create(d.join(format!("seg-{:020}.log", 7)))?;
-        f.write_all(&(payload.len() as u32).to_le_bytes())?;
-        f.write_all(&crc32fast::hash(&payload).to_le_bytes())?;
-        f.write_all(&payload)?;
-        drop(f);
+        frame(
+            &mut File::create(d.join(format!("seg-{:020}.log", 7)))?,
+            &payload,
+        )?;
         let (spool, rec) = Spool::open(&d)?;
         assert_eq!(rec.pending.len(), 1);
         assert_eq!(rec.pending[0].event, ping("old"));
@@ -636,11 +642,7 @@ mod tests {
         let (_, path) = list_segments(&d)?.pop().expect("one segment on disk");
         let mut payload = 2u64.to_le_bytes().to_vec();
         payload.extend_from_slice(&rest);
-        let mut f = OpenOptions::new().append(true).open(&path)?;
-        f.write_all(&(payload.len() as u32).to_le_bytes())?;
-        f.write_all(&crc32fast::hash(&payload).to_le_bytes())?;
-        f.write_all(&payload)?;
-        drop(f);
+        frame(&mut OpenOptions::new().append(true).open(&path)?, &payload)?;
         let (spool, rec) = Spool::open(&d)?;
         assert_eq!(rec.pending.len(), 1, "the readable record is handed back");
         assert_eq!(rec.pending[0].id, "good");
