@@ -230,6 +230,7 @@ async fn cmd_serve(
         queue_capacity: serve.queue_capacity,
         reconcile: serve.reconcile,
         redeliver: serve.redeliver,
+        heartbeat: Some(Duration::from_secs(30)),
     })
     .await?;
     let listener = tokio::net::TcpListener::bind(serve.listen)

@@ -11,6 +11,7 @@ pub mod config;
 pub mod decide;
 pub mod events;
 pub mod github;
+pub mod instances;
 pub mod ledger;
 pub mod outcome;
 pub mod pipeline;

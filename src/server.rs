@@ -42,6 +42,8 @@ pub struct Parts {
     pub reconcile: Option<(Duration, Duration)>,
     /// Redelivery sweep every `.0`, at most `.1` per pass (None: off; App auth only).
     pub redeliver: Option<(Duration, usize)>,
+    /// Heartbeat in `instances` every this often, to notice a second instance (None: off).
+    pub heartbeat: Option<Duration>,
 }
 
 /// Opens the delivery log, reloads the ledger, starts the workers, and queues again every
@@ -55,6 +57,10 @@ pub async fn assemble(p: Parts) -> anyhow::Result<App> {
         }
         None => (None, None),
     };
+    let others = crate::instances::Others::default();
+    if let (Some(every), Some(store)) = (p.heartbeat, &p.store) {
+        crate::instances::spawn(store.clone(), crate::instances::me(), every, others.clone());
+    }
     let engine = Arc::new(Engine::new(
         p.policy,
         p.store,
@@ -100,7 +106,7 @@ pub async fn assemble(p: Parts) -> anyhow::Result<App> {
         );
     }
     Ok(App {
-        router: router(intake.clone()),
+        router: router(intake.clone(), others),
         intake,
         pipeline,
         engine,
@@ -110,10 +116,13 @@ pub async fn assemble(p: Parts) -> anyhow::Result<App> {
 }
 
 /// The App's router; tests call it in-process, `serve` puts it on a socket.
-pub fn router(intake: Arc<Intake>) -> Router {
+pub fn router(intake: Arc<Intake>, others: crate::instances::Others) -> Router {
     Router::new()
         .route("/webhook", post(webhook::receive))
-        .route("/healthz", get(healthz))
+        .route(
+            "/healthz",
+            get(move |state: State<Arc<Intake>>| healthz(state, others.clone())),
+        )
         .route(
             "/",
             get(|| async { "autorevert: POST /webhook, GET /healthz\n" }),
@@ -134,12 +143,15 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .into_response()
 }
 
-async fn healthz(State(intake): State<Arc<Intake>>) -> Response {
+async fn healthz(State(intake): State<Arc<Intake>>, others: crate::instances::Others) -> Response {
     let p = intake.pipeline();
+    let others = others.lock().expect("others lock").clone();
     Json(json!({
         "status": "ok",
         "queued": p.queued(),
         "restarts_tracked": p.engine().all_restarts().len(),
+        // Non-empty: another instance writes to the same database (run one replica).
+        "other_instances": others,
     }))
     .into_response()
 }

@@ -51,7 +51,33 @@ const MIGRATIONS: &[Migration] = &[
             )]
         },
     },
+    Migration {
+        version: 3,
+        name: "instances (heartbeats of running Apps)",
+        statements: |t| {
+            vec![format!(
+                "CREATE TABLE IF NOT EXISTS {}.instances (
+                    instance_id String, host String, pid UInt32,
+                    started_at DateTime64(3, 'UTC'), seen_at DateTime64(3, 'UTC')
+                ) ENGINE = ReplacingMergeTree(seen_at) ORDER BY instance_id
+                TTL toDateTime(seen_at) + INTERVAL 7 DAY",
+                t.database
+            )]
+        },
+    },
 ];
+
+/// A running App, as its heartbeat records it (see `instances.rs`).
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct InstanceRow {
+    pub instance_id: String,
+    pub host: String,
+    pub pid: u32,
+    #[serde(with = "clickhouse::serde::chrono::datetime64::millis")]
+    pub started_at: DateTime<Utc>,
+    #[serde(with = "clickhouse::serde::chrono::datetime64::millis")]
+    pub seen_at: DateTime<Utc>,
+}
 
 fn app_tables_v1(t: &Tables) -> Vec<String> {
     let db = &t.database;
@@ -784,6 +810,33 @@ impl Store {
             .fetch_optional()
             .await
             .context("reading deliveries")
+    }
+
+    /// Records that this instance is alive.
+    pub async fn heartbeat(&self, me: &InstanceRow) -> Result<()> {
+        self.insert_rows::<InstanceRow>(&self.t("instances"), std::slice::from_ref(me))
+            .await
+    }
+
+    /// Other instances that beat within `within` of now (the database's clock).
+    pub async fn other_instances(
+        &self,
+        me: &str,
+        within: std::time::Duration,
+    ) -> Result<Vec<InstanceRow>> {
+        self.client
+            .query(&format!(
+                "SELECT ?fields FROM {} FINAL
+                 WHERE instance_id != {{me:String}}
+                   AND seen_at > now64(3) - toIntervalMillisecond({{ms:UInt64}})
+                 ORDER BY instance_id",
+                self.t("instances")
+            ))
+            .param("me", me)
+            .param("ms", within.as_millis() as u64)
+            .fetch_all()
+            .await
+            .context("reading instances")
     }
 
     /// The latest known state of every job of a run.

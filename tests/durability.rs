@@ -450,3 +450,63 @@ async fn rows_given_up_in_a_long_outage_leave_their_deliveries_in_the_log() {
     let pending: Vec<&str> = recovered.pending.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(pending, ["lost-a", "lost-b", "lost-c"]);
 }
+
+/// One replica is the rule (the ledger lives in the process). A second instance on the same
+/// database is noticed within a few heartbeats and shown on `/healthz`; one that stopped
+/// beating is forgotten.
+#[tokio::test]
+async fn a_second_instance_on_the_same_database_is_noticed() {
+    use autorevert::instances::{beat_once, me};
+    let store = fresh_store().await;
+    let (mut a, mut b) = (me(), me());
+    let window = Duration::from_secs(60);
+    assert!(
+        beat_once(&store, &mut a, window).await.unwrap().is_empty(),
+        "alone at first"
+    );
+    let seen = beat_once(&store, &mut b, window).await.unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        (seen[0].instance_id.as_str(), seen[0].pid),
+        (a.instance_id.as_str(), a.pid)
+    );
+    let seen = beat_once(&store, &mut a, window).await.unwrap();
+    assert_eq!(seen[0].instance_id, b.instance_id);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        beat_once(&store, &mut a, Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_empty(),
+        "b stopped beating"
+    );
+
+    // Two Apps over one database, beating as `serve` does: each lists the other (and,
+    // once their window has passed, not the two beaten by hand above).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let github = fake_github::FakeGitHub::start(INSTALLATION, &[REPO]).await;
+    let options = || Options {
+        heartbeat: Some(Duration::from_millis(100)),
+        ..Options::default()
+    };
+    let first = TestApp::assemble(options(), store.clone(), github.clone(), temp_dir()).await;
+    let second = TestApp::assemble(options(), store.clone(), github, temp_dir()).await;
+    let mut others = Vec::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        others = first.health().await["other_instances"]
+            .as_array()
+            .unwrap()
+            .clone();
+        if !others.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(others.len(), 1, "{others:?}");
+    assert!(
+        !second.health().await["other_instances"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -71,6 +71,8 @@ pub struct Options {
     pub kill_switch_ttl: Duration,
     /// Wait after a refused dispatch (doubling, at most 60 min).
     pub backoff_base_mins: i64,
+    /// Heartbeat in `instances` (None: off; tests usually beat explicitly).
+    pub heartbeat: Option<Duration>,
 }
 
 impl Default for Options {
@@ -84,6 +86,7 @@ impl Default for Options {
             max_restarts_per_hour: 1000,
             kill_switch_ttl: Duration::ZERO,
             backoff_base_mins: 20,
+            heartbeat: None,
         }
     }
 }
@@ -173,6 +176,7 @@ impl TestApp {
             queue_capacity: 1024,
             reconcile: None, // tests run passes explicitly
             redeliver: None,
+            heartbeat: o.heartbeat,
         })
         .await
         .expect("assembling the App");
@@ -186,6 +190,19 @@ impl TestApp {
             spool_dir,
             recovered: app.recovered,
         }
+    }
+
+    /// `GET /healthz` as JSON.
+    pub async fn health(&self) -> Value {
+        let resp = self
+            .router
+            .clone()
+            .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
     }
 
     /// Delivers a body as GitHub would (signed, fresh delivery id); returns status and JSON.

@@ -1,0 +1,74 @@
+//! Heartbeats: each running App records itself in `instances` and looks for others.
+//!
+//! autorevert runs as one replica: the ledger that makes a dispatch happen once lives in the
+//! process (README, "One replica"). Two instances writing to one database (a rolling deploy
+//! that overlaps, a second replica by mistake) could restart one commit twice. This is not a
+//! lock, ClickHouse has no compare-and-set to build one on, but it makes the situation loud:
+//! an error in the log every beat and the other instances listed on `/healthz`.
+
+use crate::store::{InstanceRow, Store};
+use chrono::Utc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// This process, as it introduces itself.
+pub fn me() -> InstanceRow {
+    let now = Utc::now();
+    InstanceRow {
+        instance_id: uuid::Uuid::new_v4().to_string(),
+        host: std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into()),
+        pid: std::process::id(),
+        started_at: now,
+        seen_at: now,
+    }
+}
+
+/// Others seen alive, for `/healthz` ("host pid N, seen <time>").
+pub type Others = Arc<Mutex<Vec<String>>>;
+
+/// One beat: records `me`, returns the other instances that beat within `within`.
+pub async fn beat_once(
+    store: &Store,
+    me: &mut InstanceRow,
+    within: Duration,
+) -> anyhow::Result<Vec<InstanceRow>> {
+    me.seen_at = Utc::now();
+    store.heartbeat(me).await?;
+    store.other_instances(&me.instance_id, within).await
+}
+
+/// Beats every `every`; another instance seen within three beats is logged as an error.
+pub fn spawn(store: Store, mut me: InstanceRow, every: Duration, others: Others) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match beat_once(&store, &mut me, every * 3).await {
+                Ok(seen) => {
+                    for o in &seen {
+                        tracing::error!(
+                            other_host = o.host,
+                            other_pid = o.pid,
+                            other_started = %o.started_at,
+                            "another autorevert instance writes to this database: run one replica, or a commit may be restarted twice"
+                        );
+                    }
+                    *others.lock().expect("others lock") = seen
+                        .iter()
+                        .map(|o| format!("{} pid {}, seen {}", o.host, o.pid, o.seen_at))
+                        .collect();
+                }
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "heartbeat failed"),
+            }
+        }
+    });
+}
