@@ -28,6 +28,7 @@ pub fn me() -> InstanceRow {
         pid: std::process::id(),
         started_at: now,
         seen_at: now,
+        stopped: false,
     }
 }
 
@@ -45,21 +46,48 @@ pub async fn beat_once(
     store.other_instances(&me.instance_id, within).await
 }
 
+/// The running heartbeat; `stop` records a clean stop, so that the next start of the App
+/// does not take this one for a second instance.
+pub struct Heartbeat {
+    task: tokio::task::JoinHandle<()>,
+    store: Store,
+    me: Arc<Mutex<InstanceRow>>,
+}
+
+impl Heartbeat {
+    pub async fn stop(self) {
+        self.task.abort();
+        let mut last = self.me.lock().expect("instance lock").clone();
+        last.seen_at = Utc::now();
+        last.stopped = true;
+        if let Err(e) = self.store.heartbeat(&last).await {
+            tracing::warn!(error = format!("{e:#}"), "recording a clean stop failed");
+        }
+    }
+}
+
 /// Beats every `every`; another instance seen within three beats is logged as an error.
-pub fn spawn(store: Store, mut me: InstanceRow, every: Duration, others: Others) {
-    tokio::spawn(async move {
+pub fn spawn(store: Store, me: InstanceRow, every: Duration, others: Others) -> Heartbeat {
+    let shared = Arc::new(Mutex::new(me));
+    let (beat_store, beat_me) = (store.clone(), shared.clone());
+    let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match beat_once(&store, &mut me, every * 3).await {
+            let mut me = beat_me.lock().expect("instance lock").clone();
+            let seen = beat_once(&beat_store, &mut me, every * 3).await;
+            *beat_me.lock().expect("instance lock") = me;
+            match seen {
                 Ok(seen) => {
                     for o in &seen {
                         tracing::error!(
                             other_host = o.host,
                             other_pid = o.pid,
                             other_started = %o.started_at,
-                            "another autorevert instance writes to this database: run one replica, or a commit may be restarted twice"
+                            other_seen = %o.seen_at,
+                            "another autorevert instance writes to this database: run one replica, or a commit may be restarted twice (an instance that crashed is forgotten {} s after its last beat)",
+                            (every * 3).as_secs()
                         );
                     }
                     *others.lock().expect("others lock") = seen
@@ -71,4 +99,9 @@ pub fn spawn(store: Store, mut me: InstanceRow, every: Duration, others: Others)
             }
         }
     });
+    Heartbeat {
+        task,
+        store,
+        me: shared,
+    }
 }

@@ -27,6 +27,8 @@ pub struct App {
     /// Deliveries from the delivery log handled again at start-up.
     pub recovered: usize,
     pub restarts_loaded: usize,
+    /// This instance's heartbeat (`serve` records the clean stop).
+    pub heartbeat: Option<crate::instances::Heartbeat>,
 }
 
 pub struct Parts {
@@ -58,9 +60,15 @@ pub async fn assemble(p: Parts) -> anyhow::Result<App> {
         None => (None, None),
     };
     let others = crate::instances::Others::default();
-    if let (Some(every), Some(store)) = (p.heartbeat, &p.store) {
-        crate::instances::spawn(store.clone(), crate::instances::me(), every, others.clone());
-    }
+    let heartbeat = match (p.heartbeat, &p.store) {
+        (Some(every), Some(store)) => Some(crate::instances::spawn(
+            store.clone(),
+            crate::instances::me(),
+            every,
+            others.clone(),
+        )),
+        _ => None,
+    };
     let engine = Arc::new(Engine::new(
         p.policy,
         p.store,
@@ -112,6 +120,7 @@ pub async fn assemble(p: Parts) -> anyhow::Result<App> {
         engine,
         recovered: requeued,
         restarts_loaded,
+        heartbeat,
     })
 }
 
@@ -164,7 +173,10 @@ pub async fn serve(
     grace: Duration,
 ) -> anyhow::Result<()> {
     let App {
-        router, pipeline, ..
+        router,
+        pipeline,
+        heartbeat,
+        ..
     } = app;
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
@@ -174,6 +186,9 @@ pub async fn serve(
         tracing::warn!(
             "follow-ups still running at exit; they resume from the ledger at the next start"
         );
+    }
+    if let Some(h) = heartbeat {
+        h.stop().await;
     }
     Ok(())
 }

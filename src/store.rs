@@ -65,6 +65,16 @@ const MIGRATIONS: &[Migration] = &[
             )]
         },
     },
+    Migration {
+        version: 4,
+        name: "instances.stopped (a clean stop is not a second instance)",
+        statements: |t| {
+            vec![format!(
+                "ALTER TABLE {}.instances ADD COLUMN IF NOT EXISTS stopped Bool DEFAULT false",
+                t.database
+            )]
+        },
+    },
 ];
 
 /// A running App, as its heartbeat records it (see `instances.rs`).
@@ -77,6 +87,8 @@ pub struct InstanceRow {
     pub started_at: DateTime<Utc>,
     #[serde(with = "clickhouse::serde::chrono::datetime64::millis")]
     pub seen_at: DateTime<Utc>,
+    /// Its last row, written on a clean stop: no longer counted as running.
+    pub stopped: bool,
 }
 
 fn app_tables_v1(t: &Tables) -> Vec<String> {
@@ -827,7 +839,7 @@ impl Store {
         self.client
             .query(&format!(
                 "SELECT ?fields FROM {} FINAL
-                 WHERE instance_id != {{me:String}}
+                 WHERE instance_id != {{me:String}} AND NOT stopped
                    AND seen_at > now64(3) - toIntervalMillisecond({{ms:UInt64}})
                  ORDER BY instance_id",
                 self.t("instances")

@@ -481,6 +481,35 @@ async fn a_second_instance_on_the_same_database_is_noticed() {
         "b stopped beating"
     );
 
+    // An instance that stops cleanly (as `serve` does at SIGTERM) is not taken for a second
+    // instance by the one that starts next. (A short window: `a` and `b` are out of it.)
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let window = Duration::from_millis(250);
+    let running = autorevert::instances::spawn(
+        store.clone(),
+        me(),
+        Duration::from_millis(100),
+        Default::default(),
+    );
+    let mut next = me();
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        seen = beat_once(&store, &mut next, window).await.unwrap();
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen.len(), 1, "the running one is seen");
+    running.stop().await;
+    assert!(
+        beat_once(&store, &mut next, window)
+            .await
+            .unwrap()
+            .is_empty(),
+        "stopped cleanly"
+    );
+
     // Two Apps over one database, beating as `serve` does: each lists the other (and,
     // once their window has passed, not the two beaten by hand above).
     tokio::time::sleep(Duration::from_millis(400)).await;
