@@ -27,6 +27,9 @@ use std::sync::{Arc, Mutex};
 /// GitHub caps payloads at 25 MB; anything larger is not a GitHub delivery.
 pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 
+/// Longest `X-GitHub-Event` / `X-GitHub-Delivery` accepted.
+const MAX_HEADER_VALUE: usize = 200;
+
 /// How many recent delivery ids are remembered to answer repeats without work.
 const RECENT_IDS: usize = 100_000;
 
@@ -205,6 +208,19 @@ pub async fn receive(
             json!({ "error": "X-GitHub-Delivery is missing" }),
         );
     };
+    // GitHub's are a UUID and a short name; a longer one is no GitHub delivery (and would
+    // not fit the delivery log's record header).
+    for (name, value) in [
+        ("X-GitHub-Event", event_name),
+        ("X-GitHub-Delivery", delivery_id),
+    ] {
+        if value.len() > MAX_HEADER_VALUE {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                json!({ "error": format!("{name} is longer than {MAX_HEADER_VALUE} bytes") }),
+            );
+        }
+    }
     if intake
         .recent
         .lock()

@@ -77,6 +77,19 @@ async fn missing_github_headers_are_400() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(j["error"].as_str().unwrap().contains("X-GitHub-Delivery"));
+    // Absurdly long values are no GitHub delivery either, and nothing is recorded.
+    let long = "d".repeat(201);
+    let body = b"{}".to_vec();
+    let (s, j) = app
+        .post(Some("ping"), Some(&long), Some(sign(SECRET, &body)), body)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{j}");
+    assert!(
+        j["error"].as_str().unwrap().contains("longer than 200"),
+        "{j}"
+    );
+    app.settle().await;
+    assert!(app.store.delivery(&long).await.unwrap().is_none());
 }
 
 #[tokio::test]
