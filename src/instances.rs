@@ -51,16 +51,15 @@ pub async fn beat_once(
 pub struct Heartbeat {
     task: tokio::task::JoinHandle<()>,
     store: Store,
-    me: Arc<Mutex<InstanceRow>>,
+    me: InstanceRow,
 }
 
 impl Heartbeat {
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.task.abort();
-        let mut last = self.me.lock().expect("instance lock").clone();
-        last.seen_at = Utc::now();
-        last.stopped = true;
-        if let Err(e) = self.store.heartbeat(&last).await {
+        self.me.seen_at = Utc::now();
+        self.me.stopped = true;
+        if let Err(e) = self.store.heartbeat(&self.me).await {
             tracing::warn!(error = format!("{e:#}"), "recording a clean stop failed");
         }
     }
@@ -68,16 +67,13 @@ impl Heartbeat {
 
 /// Beats every `every`; another instance seen within three beats is logged as an error.
 pub fn spawn(store: Store, me: InstanceRow, every: Duration, others: Others) -> Heartbeat {
-    let shared = Arc::new(Mutex::new(me));
-    let (beat_store, beat_me) = (store.clone(), shared.clone());
+    let (beat_store, mut beating) = (store.clone(), me.clone());
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let mut me = beat_me.lock().expect("instance lock").clone();
-            let seen = beat_once(&beat_store, &mut me, every * 3).await;
-            *beat_me.lock().expect("instance lock") = me;
+            let seen = beat_once(&beat_store, &mut beating, every * 3).await;
             match seen {
                 Ok(seen) => {
                     for o in &seen {
@@ -99,9 +95,5 @@ pub fn spawn(store: Store, me: InstanceRow, every: Duration, others: Others) -> 
             }
         }
     });
-    Heartbeat {
-        task,
-        store,
-        me: shared,
-    }
+    Heartbeat { task, store, me }
 }
