@@ -21,15 +21,7 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 
 async fn one(app: &TestApp, n: u32, seen: usize) -> Duration {
     let sha = format!("{:040x}", 0xbe00_0000_0000u64 + n as u64);
-    let body = run_payload(
-        "completed",
-        7_000_000 + n as u64,
-        &sha,
-        "push",
-        "main",
-        Some("failure"),
-        |_| {},
-    );
+    let body = failure(&sha, 7_000_000 + n as u64);
     let t0 = Instant::now();
     let (status, _) = app.deliver("workflow_run", &body).await;
     assert_eq!(status.as_u16(), 202);

@@ -139,15 +139,7 @@ async fn missed_job_webhooks_are_read_from_the_rest_api() {
             rest_job(12, original, &sha, BUILD, "success"),
         ],
     );
-    let body = run_payload(
-        "completed",
-        original,
-        &sha,
-        "push",
-        "main",
-        Some("failure"),
-        |_| {},
-    );
+    let body = failure(&sha, original);
     assert_eq!(
         app.deliver("workflow_run", &body).await.0,
         StatusCode::ACCEPTED
@@ -263,15 +255,7 @@ async fn restart_state_survives_a_process_restart() {
         app.spool_dir.clone(),
     )
     .await;
-    let body = run_payload(
-        "completed",
-        1_000_006,
-        &sha,
-        "push",
-        "main",
-        Some("failure"),
-        |_| {},
-    );
+    let body = failure(&sha, 1_000_006);
     assert_eq!(
         again.deliver("workflow_run", &body).await.0,
         StatusCode::ACCEPTED

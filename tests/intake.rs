@@ -10,15 +10,7 @@ use common::*;
 async fn wrong_or_missing_signature_is_401_and_nothing_is_recorded() {
     let app = TestApp::start().await;
     let sha = sha(10);
-    let body = run_payload(
-        "completed",
-        5,
-        &sha,
-        "push",
-        "main",
-        Some("failure"),
-        |_| {},
-    );
+    let body = failure(&sha, 5);
     let (status, json) = app
         .post(
             Some("workflow_run"),
@@ -95,15 +87,7 @@ async fn missing_github_headers_are_400() {
 #[tokio::test]
 async fn truncated_json_is_400_and_not_a_panic() {
     let app = TestApp::start().await;
-    let body = run_payload(
-        "completed",
-        5,
-        &sha(11),
-        "push",
-        "main",
-        Some("failure"),
-        |_| {},
-    );
+    let body = failure(&sha(11), 5);
     for cut in [1, body.len() / 3, body.len() / 2, body.len() - 1] {
         let (s, j) = app.deliver("workflow_run", &body[..cut]).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "cut at {cut}: {j}");

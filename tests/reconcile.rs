@@ -72,15 +72,7 @@ async fn a_restart_whose_follow_ups_were_missed_is_confirmed_and_judged() {
         original,
         vec![rest_job(1, original, &sha, TEST_1, "failure")],
     );
-    let body = run_payload(
-        "completed",
-        original,
-        &sha,
-        "push",
-        "main",
-        Some("failure"),
-        |_| {},
-    );
+    let body = failure(&sha, original);
     app.deliver("workflow_run", &body).await;
     app.settle().await;
     let run = app.stored_restarts(&sha).await[0].restart_run_id.unwrap();
@@ -113,15 +105,7 @@ async fn a_dispatch_answered_without_run_id_is_matched_by_the_reconciler() {
     let sha = sha(143);
     app.github
         .script([common::fake_github::DispatchAnswer::CreateNoDetails]);
-    let body = run_payload(
-        "completed",
-        2_000_143,
-        &sha,
-        "push",
-        "main",
-        Some("failure"),
-        |_| {},
-    );
+    let body = failure(&sha, 2_000_143);
     app.deliver("workflow_run", &body).await;
     app.settle().await;
     assert_eq!(app.stored_restarts(&sha).await[0].restart_run_id, None);
@@ -185,15 +169,7 @@ async fn a_dispatch_lost_while_github_was_down_is_sent_when_it_is_back() {
         DispatchAnswer::FailBeforeCreate(503),
         DispatchAnswer::FailBeforeCreate(503),
     ]);
-    let body = run_payload(
-        "completed",
-        2_000_145,
-        &sha,
-        "push",
-        "main",
-        Some("failure"),
-        |_| {},
-    );
+    let body = failure(&sha, 2_000_145);
     app.deliver("workflow_run", &body).await;
     app.settle().await;
     let r = &app.stored_restarts(&sha).await[0];
@@ -231,15 +207,7 @@ async fn never_more_than_three_dispatch_posts_for_one_restart() {
     let sha = sha(146);
     app.github
         .script((0..10).map(|_| DispatchAnswer::FailBeforeCreate(500)));
-    let body = run_payload(
-        "completed",
-        2_000_146,
-        &sha,
-        "push",
-        "main",
-        Some("failure"),
-        |_| {},
-    );
+    let body = failure(&sha, 2_000_146);
     app.deliver("workflow_run", &body).await;
     app.settle().await;
     for _ in 0..3 {
