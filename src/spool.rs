@@ -157,6 +157,8 @@ struct Writer {
     /// segment first seq -> records not yet acknowledged
     segments: BTreeMap<u64, usize>,
     acks: BufWriter<File>,
+    /// A segment was created since the last sync: its directory entry must be synced too.
+    new_segment: bool,
 }
 
 impl Writer {
@@ -173,6 +175,7 @@ impl Writer {
             current: None,
             segments,
             acks,
+            new_segment: false,
         })
     }
 
@@ -238,6 +241,7 @@ impl Writer {
             w.write_all(MAGIC)?;
             self.current = Some((seq, w, MAGIC.len() as u64));
             self.segments.insert(seq, 0);
+            self.new_segment = true;
         }
         let seq = seq.to_le_bytes();
         let mut crc = crc32fast::Hasher::new();
@@ -258,6 +262,11 @@ impl Writer {
         if let Some((_, w, _)) = self.current.as_mut() {
             w.flush()?;
             w.get_ref().sync_data()?;
+        }
+        // A new file is durable only once its name is (once per segment, not per batch).
+        if self.new_segment {
+            File::open(&self.dir)?.sync_all()?;
+            self.new_segment = false;
         }
         Ok(())
     }
