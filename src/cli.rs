@@ -228,6 +228,7 @@ async fn cmd_serve(
         spool_dir: Some(serve.spool_dir.clone()),
         workers: serve.workers,
         queue_capacity: serve.queue_capacity,
+        queue_wait: serve.queue_wait,
         reconcile: serve.reconcile,
         redeliver: serve.redeliver,
         heartbeat: Some(Duration::from_secs(30)),

@@ -144,9 +144,13 @@ pub struct ServeArgs {
     /// Wait after an unknown dispatch outcome (5xx, timeout) before listing runs, milliseconds.
     #[arg(long, env = "DISPATCH_LOOKUP_DELAY_MS", default_value_t = 5000)]
     pub dispatch_lookup_delay_ms: u64,
-    /// Deliveries waiting to be processed before intake answers 503.
+    /// Deliveries waiting to be processed (the work queue).
     #[arg(long, env = "QUEUE_CAPACITY", default_value_t = 4096)]
     pub queue_capacity: usize,
+    /// How long a delivery waits for room in a full work queue before intake answers 503,
+    /// milliseconds (at most 8000: GitHub gives up after 10 s).
+    #[arg(long, env = "QUEUE_WAIT_MS", default_value_t = 2000)]
+    pub queue_wait_ms: u64,
     /// Parallel workers; deliveries of one commit always go to the same worker.
     #[arg(long, env = "WORKERS", default_value_t = 4)]
     pub workers: usize,
@@ -378,6 +382,9 @@ impl PolicyArgs {
     }
 }
 
+/// Longest `QUEUE_WAIT_MS`: the answer must still reach GitHub within its 10 s.
+const MAX_QUEUE_WAIT_MS: u64 = 8000;
+
 #[derive(Clone)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
@@ -386,6 +393,7 @@ pub struct ServeConfig {
     pub confirm_backoff: Duration,
     pub dispatch_lookup_delay: Duration,
     pub queue_capacity: usize,
+    pub queue_wait: Duration,
     pub workers: usize,
     pub spool_dir: PathBuf,
     pub kill_switch_ttl: Duration,
@@ -405,6 +413,12 @@ impl ServeArgs {
         if self.queue_capacity == 0 || self.workers == 0 {
             bail!("QUEUE_CAPACITY and WORKERS must be at least 1");
         }
+        if self.queue_wait_ms > MAX_QUEUE_WAIT_MS {
+            bail!(
+                "QUEUE_WAIT_MS={} is too long: GitHub waits 10 s for an answer; at most {MAX_QUEUE_WAIT_MS}",
+                self.queue_wait_ms
+            );
+        }
         Ok(ServeConfig {
             listen,
             secrets,
@@ -412,6 +426,7 @@ impl ServeArgs {
             confirm_backoff: Duration::from_millis(self.confirm_backoff_ms.max(1)),
             dispatch_lookup_delay: Duration::from_millis(self.dispatch_lookup_delay_ms),
             queue_capacity: self.queue_capacity,
+            queue_wait: Duration::from_millis(self.queue_wait_ms),
             workers: self.workers,
             spool_dir: self.spool_dir.clone(),
             kill_switch_ttl: Duration::from_secs(self.kill_switch_ttl_secs),

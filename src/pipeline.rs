@@ -15,7 +15,9 @@ use crate::ledger::{Ledger, Restart, RestartKey, Status};
 use crate::outcome::{JobState, failing_base_names, judge};
 use crate::recorder::{Entry, Recorder};
 use crate::spool::Spool;
-use crate::store::{DeliveryRow, EventRow, Store};
+use crate::store::{
+    DeliveryRow, EventRow, JobResultRow, MirrorJobRow, MirrorRunRow, RestartRow, Store,
+};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -344,14 +346,14 @@ impl Engine {
                     .insert(job.id, job_state(job));
             }
             Command::RecordJob { repo, job } => {
-                self.record(Entry::Job(repo.clone(), (**job).clone())).await
+                self.record(Entry::Job(JobResultRow::new(repo, job))).await
             }
             Command::MirrorRun { repo, run } => {
-                self.record(Entry::MirrorRun(repo.clone(), (**run).clone()))
+                self.record(Entry::MirrorRun(MirrorRunRow::new(repo, run)))
                     .await
             }
             Command::MirrorJob { repo, job } => {
-                self.record(Entry::MirrorJob(repo.clone(), (**job).clone()))
+                self.record(Entry::MirrorJob(MirrorJobRow::new(repo, job)))
                     .await
             }
             Command::AttachRun {
@@ -410,7 +412,7 @@ impl Engine {
 
     /// Records a restart's new version (batched; see `recorder`).
     async fn persist(&self, r: &Restart) {
-        self.record(Entry::Restart(r.clone())).await;
+        self.record(Entry::Restart(RestartRow::from(r))).await;
     }
 
     async fn log(&self, row: EventRow) {
@@ -610,7 +612,8 @@ impl Engine {
             Ok(jobs) if !jobs.is_empty() => {
                 let states = jobs.iter().map(job_state).collect();
                 for j in jobs {
-                    self.record(Entry::Job(r.key.repo.clone(), j)).await;
+                    self.record(Entry::Job(JobResultRow::new(&r.key.repo, &j)))
+                        .await;
                 }
                 states
             }
@@ -889,7 +892,7 @@ async fn settle_unknown(engine: Arc<Engine>, restart_id: String, resend: bool) {
 /// Why a delivery could not be queued.
 #[derive(Debug, PartialEq, Eq)]
 pub enum EnqueueError {
-    /// The worker's queue is full: answer 503 with `Retry-After`.
+    /// The worker's queue stayed full for the whole wait: answer 503 with `Retry-After`.
     Full,
     /// Shutting down.
     Closed,
@@ -972,27 +975,27 @@ impl Pipeline {
         Ok(senders[shard].clone())
     }
 
-    /// Reserves a place in the queue without waiting (the intake answers 503 when there is
-    /// none), so that a delivery is written to the delivery log only if it can be queued.
-    pub fn reserve(&self, event: &Event) -> Result<Slot, EnqueueError> {
-        let permit = self
-            .sender_for(event)?
-            .try_reserve_owned()
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => EnqueueError::Full,
-                mpsc::error::TrySendError::Closed(_) => EnqueueError::Closed,
-            })?;
+    /// Reserves a place in the queue, waiting up to `wait` for one (then the intake answers
+    /// 503), so that a delivery is written to the delivery log only if it can be queued.
+    /// A burst slows the answers down instead of turning into 503s, which GitHub does not
+    /// redeliver by itself.
+    pub async fn reserve(&self, event: &Event, wait: Duration) -> Result<Slot, EnqueueError> {
+        let permit = match self.sender_for(event)?.try_reserve_owned() {
+            Ok(p) => p,
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(EnqueueError::Closed),
+            Err(mpsc::error::TrySendError::Full(sender)) => {
+                match tokio::time::timeout(wait, sender.reserve_owned()).await {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(_)) => return Err(EnqueueError::Closed),
+                    Err(_) => return Err(EnqueueError::Full),
+                }
+            }
+        };
         self.engine.begin();
         Ok(Slot {
             permit: Some(permit),
             engine: self.engine.clone(),
         })
-    }
-
-    /// Queues a delivery without waiting.
-    pub fn try_enqueue(&self, d: Delivery) -> Result<(), EnqueueError> {
-        self.reserve(&d.event)?.send(d);
-        Ok(())
     }
 
     /// Queues a delivery, waiting for room (recovery at start-up).

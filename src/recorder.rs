@@ -16,10 +16,10 @@
 //! one, so a slow ClickHouse makes inserts bigger instead of stalling the pipeline (and
 //! then intake, with 503s).
 
-use crate::events::{Job, Run};
-use crate::ledger::Restart;
 use crate::spool::Spool;
-use crate::store::{Batch, DeliveryRow, EventRow, Store};
+use crate::store::{
+    Batch, DeliveryRow, EventRow, JobResultRow, MirrorJobRow, MirrorRunRow, RestartRow, Store,
+};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -27,14 +27,15 @@ use tokio::sync::{mpsc, oneshot};
 /// ClickHouse is down).
 pub const MAX_BUFFERED_ROWS: usize = 200_000;
 
+/// Rows arrive built (from borrowed events, one copy of their strings), not as events.
 pub enum Entry {
     /// A new version of a restart's ledger row.
-    Restart(Restart),
+    Restart(RestartRow),
     Delivery(DeliveryRow),
     Event(EventRow),
-    Job(String, Job),
-    MirrorRun(String, Run),
-    MirrorJob(String, Job),
+    Job(JobResultRow),
+    MirrorRun(MirrorRunRow),
+    MirrorJob(MirrorJobRow),
     /// The delivery with this log sequence number is fully handled.
     Ack(u64),
 }
@@ -198,12 +199,12 @@ async fn run(
                 Some(Msg::Add(e)) => {
                     let b = &mut open.batch;
                     match *e {
-                        Entry::Restart(r) => b.restart(&r),
+                        Entry::Restart(r) => b.restart(r),
                         Entry::Delivery(r) => b.delivery(r),
                         Entry::Event(r) => b.event(r),
-                        Entry::Job(repo, j) => b.job(&repo, &j),
-                        Entry::MirrorRun(repo, r) => b.mirror_run(&repo, &r),
-                        Entry::MirrorJob(repo, j) => b.mirror_job(&repo, &j),
+                        Entry::Job(r) => b.job(r),
+                        Entry::MirrorRun(r) => b.mirror_run(r),
+                        Entry::MirrorJob(r) => b.mirror_job(r),
                         Entry::Ack(seq) => open.acks.push(seq),
                     }
                     if open.batch.len() >= max_rows && wtx.send(std::mem::take(&mut open)).await.is_err() {

@@ -40,6 +40,8 @@ pub struct Parts {
     pub spool_dir: Option<PathBuf>,
     pub workers: usize,
     pub queue_capacity: usize,
+    /// How long a delivery waits for room in a full queue before intake answers 503.
+    pub queue_wait: Duration,
     /// Reconcile with GitHub every `.0`, looking back `.1` (None: off).
     pub reconcile: Option<(Duration, Duration)>,
     /// Redelivery sweep every `.0`, at most `.1` per pass (None: off; App auth only).
@@ -78,7 +80,12 @@ pub async fn assemble(p: Parts) -> anyhow::Result<App> {
     ));
     let restarts_loaded = engine.resume().await?;
     let pipeline = Arc::new(Pipeline::start(engine.clone(), p.workers, p.queue_capacity));
-    let intake = Arc::new(Intake::new(p.secrets, pipeline.clone(), spool.clone()));
+    let intake = Arc::new(Intake::new(
+        p.secrets,
+        pipeline.clone(),
+        spool.clone(),
+        p.queue_wait,
+    ));
     let mut requeued = 0;
     if let Some(rec) = recovered {
         intake.remember(rec.ids);

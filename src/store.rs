@@ -217,7 +217,7 @@ fn mirror_tables(t: &Tables) -> Vec<String> {
 // ---- rows ----
 
 #[derive(Debug, Clone, Row, Serialize, Deserialize)]
-struct RestartRow {
+pub struct RestartRow {
     restart_id: String,
     repo: String,
     workflow: String,
@@ -400,7 +400,7 @@ pub struct DeliveryRow {
 }
 
 #[derive(Debug, Clone, Row, Serialize, Deserialize)]
-struct JobResultRow {
+pub struct JobResultRow {
     repo: String,
     run_id: u64,
     job_id: u64,
@@ -427,7 +427,7 @@ fn status_rank(status: &str) -> u64 {
 }
 
 impl JobResultRow {
-    fn new(repo: &str, job: &Job) -> Self {
+    pub fn new(repo: &str, job: &Job) -> Self {
         let now = Utc::now();
         JobResultRow {
             repo: repo.to_string(),
@@ -463,7 +463,7 @@ struct VerdictRow {
 }
 
 #[derive(Debug, Clone, Row, Serialize, Deserialize)]
-struct MirrorRunRow {
+pub struct MirrorRunRow {
     id: i64,
     name: String,
     event: String,
@@ -486,7 +486,7 @@ struct MirrorRunRow {
 type StepTuple = (i64, String, String, i64, i64, String);
 
 #[derive(Debug, Clone, Row, Serialize, Deserialize)]
-struct MirrorJobRow {
+pub struct MirrorJobRow {
     check_run_url: String,
     completed_at: i64,
     conclusion: String,
@@ -519,7 +519,7 @@ fn nanos(t: Option<DateTime<Utc>>) -> i64 {
 }
 
 impl MirrorRunRow {
-    fn new(repo: &str, r: &Run) -> Self {
+    pub fn new(repo: &str, r: &Run) -> Self {
         MirrorRunRow {
             id: r.id as i64,
             name: r.name.clone(),
@@ -553,8 +553,8 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn restart(&mut self, r: &Restart) {
-        self.restarts.push(RestartRow::from(r));
+    pub fn restart(&mut self, row: RestartRow) {
+        self.restarts.push(row);
     }
     pub fn delivery(&mut self, row: DeliveryRow) {
         self.deliveries.push(row);
@@ -562,14 +562,14 @@ impl Batch {
     pub fn event(&mut self, row: EventRow) {
         self.events.push(row);
     }
-    pub fn job(&mut self, repo: &str, job: &Job) {
-        self.jobs.push(JobResultRow::new(repo, job));
+    pub fn job(&mut self, row: JobResultRow) {
+        self.jobs.push(row);
     }
-    pub fn mirror_run(&mut self, repo: &str, run: &Run) {
-        self.mirror_runs.push(MirrorRunRow::new(repo, run));
+    pub fn mirror_run(&mut self, row: MirrorRunRow) {
+        self.mirror_runs.push(row);
     }
-    pub fn mirror_job(&mut self, repo: &str, job: &Job) {
-        self.mirror_jobs.push(MirrorJobRow::new(repo, job));
+    pub fn mirror_job(&mut self, row: MirrorJobRow) {
+        self.mirror_jobs.push(row);
     }
     pub fn len(&self) -> usize {
         self.restarts.len()
@@ -595,7 +595,7 @@ impl Batch {
 }
 
 impl MirrorJobRow {
-    fn new(repo: &str, j: &Job) -> Self {
+    pub fn new(repo: &str, j: &Job) -> Self {
         MirrorJobRow {
             check_run_url: j.check_run_url.clone(),
             completed_at: nanos(j.completed_at),

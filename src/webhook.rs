@@ -1,12 +1,14 @@
 //! Webhook intake: verify the signature over the raw body, check the headers, parse into our
-//! own event types, drop repeated delivery ids, queue, answer. Nothing here waits on GitHub
-//! or ClickHouse, so the answer comes in well under GitHub's 10 s deadline.
+//! own event types, drop repeated delivery ids, queue, answer. Nothing here calls GitHub or
+//! ClickHouse; the longest wait is for room in a full queue (`queue_wait`, at most 8 s), so
+//! the answer comes within GitHub's 10 s deadline.
 //!
 //! Status codes (a short JSON body always says what happened):
 //! 202 accepted (also: an event type we ignore, a delivery id already seen);
 //! 401 missing or wrong `X-Hub-Signature-256`; 400 missing `X-GitHub-Event` or
 //! `X-GitHub-Delivery`, or a body that is not the JSON the event needs; 413 above 25 MiB;
-//! 503 with `Retry-After` when the work queue is full or the App is stopping.
+//! 503 with `Retry-After` when the work queue stayed full for the whole `queue_wait`, or the
+//! App is stopping.
 
 use crate::events::{self, Event};
 use crate::pipeline::{Delivery, EnqueueError, Pipeline};
@@ -23,6 +25,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// GitHub caps payloads at 25 MB; anything larger is not a GitHub delivery.
 pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
@@ -115,6 +118,8 @@ pub struct Intake {
     /// The delivery log: a delivery is on disk before it is answered 202.
     spool: Option<Spool>,
     recent: Mutex<RecentIds>,
+    /// How long a delivery waits for room in a full work queue before a 503.
+    queue_wait: Duration,
 }
 
 impl Intake {
@@ -122,12 +127,14 @@ impl Intake {
         secrets: Vec<SecretString>,
         pipeline: Arc<Pipeline>,
         spool: Option<Spool>,
+        queue_wait: Duration,
     ) -> Intake {
         Intake {
             secrets,
             pipeline,
             spool,
             recent: Mutex::new(RecentIds::default()),
+            queue_wait,
         }
     }
 
@@ -243,7 +250,22 @@ pub async fn receive(
         Event::Other { .. } => "ignored",
         _ => "accepted",
     };
-    // Claim the id before queueing, so two copies arriving together are queued once.
+    let unavailable = |retry: &'static str, error: &str| {
+        let mut resp = reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": error }));
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(retry));
+        resp
+    };
+    // A place in the queue first (this may wait), so that nothing is logged that cannot be
+    // queued, and no id is claimed by a delivery that may still be refused.
+    let slot = match intake.pipeline.reserve(&event, intake.queue_wait).await {
+        Ok(slot) => slot,
+        Err(EnqueueError::Full) => return unavailable("5", "the work queue is full; retry later"),
+        Err(EnqueueError::Closed) => {
+            return unavailable("30", "the App is shutting down; retry later");
+        }
+    };
+    // Then claim the id, so two copies arriving together are queued once.
     if !intake
         .recent
         .lock()
@@ -255,25 +277,6 @@ pub async fn receive(
             json!({ "status": "duplicate", "delivery": delivery_id }),
         );
     }
-    let unavailable = |retry: &'static str, error: &str| {
-        intake
-            .recent
-            .lock()
-            .expect("recent ids lock")
-            .forget(delivery_id);
-        let mut resp = reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": error }));
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static(retry));
-        resp
-    };
-    // A place in the queue first, so that nothing is logged that cannot be queued.
-    let slot = match intake.pipeline.reserve(&event) {
-        Ok(slot) => slot,
-        Err(EnqueueError::Full) => return unavailable("5", "the work queue is full; retry later"),
-        Err(EnqueueError::Closed) => {
-            return unavailable("30", "the App is shutting down; retry later");
-        }
-    };
     let received_at = chrono::Utc::now();
     let body_bytes = body.len().min(u32::MAX as usize) as u32;
     // Durable before the answer: once 202 is sent, the delivery survives a crash.
@@ -291,6 +294,11 @@ pub async fn receive(
             Ok(seq) => Some(seq),
             Err(e) => {
                 tracing::error!(delivery = delivery_id, error = %e, "writing the delivery log failed");
+                intake
+                    .recent
+                    .lock()
+                    .expect("recent ids lock")
+                    .forget(delivery_id);
                 return unavailable("30", "the delivery could not be stored; retry later");
             }
         },

@@ -193,6 +193,10 @@ fn serve_refuses_bad_configuration_with_one_clear_line() {
             "WEBHOOK_SECRET entry 2 is empty",
         ),
         (vec![("LISTEN_ADDR", "everywhere")], "LISTEN_ADDR"),
+        (
+            vec![("QUEUE_WAIT_MS", "9000")],
+            "QUEUE_WAIT_MS=9000 is too long",
+        ),
         (vec![("AUTOREVERT_REPOS", "pytorch")], "not owner/name"),
         (vec![], "RESTART_ACTION=run needs GitHub credentials"),
     ];

@@ -5,6 +5,7 @@ mod common;
 use autorevert::webhook::sign;
 use axum::http::StatusCode;
 use common::*;
+use tower::ServiceExt;
 
 #[tokio::test]
 async fn wrong_or_missing_signature_is_401_and_nothing_is_recorded() {
@@ -183,4 +184,95 @@ async fn health_endpoint_answers() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
+}
+
+/// A full work queue (one worker held up by a slow GitHub): a delivery waits for room and
+/// is answered 202 once there is; only after `queue_wait` without room is it a 503 with
+/// `Retry-After`, written nowhere, so that GitHub's redelivery of that id is taken later.
+#[tokio::test]
+async fn a_full_queue_waits_for_room_then_answers_503() {
+    use std::time::{Duration, Instant};
+    let app = TestApp::with(Options {
+        workers: 1,
+        queue_capacity: 1,
+        queue_wait: Duration::from_millis(300),
+        ..Options::default()
+    })
+    .await;
+    // The worker takes this failure and then waits 2 s on the dispatch.
+    app.github
+        .script([fake_github::DispatchAnswer::Slow(Duration::from_secs(2))]);
+    let (status, _) = app.deliver("workflow_run", &failure(&sha(41), 4100)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let job = |id: u64| job_payload("queued", id, 4200, &sha(42), "main", "build", None);
+    // Room for one behind it.
+    let (status, _) = app.deliver_as("workflow_job", "d-queued", &job(1)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // No room for 300 ms: 503, asked to come back.
+    let body = job(2);
+    let started = Instant::now();
+    let resp = app
+        .router
+        .clone()
+        .oneshot(
+            axum::http::Request::post("/webhook")
+                .header("x-github-event", "workflow_job")
+                .header("x-github-delivery", "d-no-room")
+                .header("x-hub-signature-256", sign(SECRET, &body))
+                .body(axum::body::Body::from(body.clone()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        waited >= Duration::from_millis(300),
+        "answered after {waited:?}"
+    );
+    assert!(resp.headers().contains_key("retry-after"));
+    assert!(
+        !app.intake.has_seen("d-no-room"),
+        "a 503 must not claim the id"
+    );
+    // Once the worker is free again, the same delivery is taken.
+    app.settle().await;
+    let (status, json) = app.deliver_as("workflow_job", "d-no-room", &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{json}");
+    assert_eq!(json["status"], "accepted", "{json}");
+    app.settle().await;
+    for id in ["d-queued", "d-no-room"] {
+        assert!(app.store.delivery(id).await.unwrap().is_some(), "{id}");
+    }
+}
+
+/// With a longer `queue_wait`, the same burst is answered 202, just later: no 503.
+#[tokio::test]
+async fn a_delivery_waiting_for_room_is_accepted_when_room_comes() {
+    use std::time::{Duration, Instant};
+    let app = TestApp::with(Options {
+        workers: 1,
+        queue_capacity: 1,
+        queue_wait: Duration::from_secs(8),
+        ..Options::default()
+    })
+    .await;
+    app.github
+        .script([fake_github::DispatchAnswer::Slow(Duration::from_secs(1))]);
+    let (status, _) = app.deliver("workflow_run", &failure(&sha(43), 4300)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let job = |id: u64| job_payload("queued", id, 4400, &sha(44), "main", "build", None);
+    let (status, _) = app.deliver_as("workflow_job", "d-first", &job(1)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let started = Instant::now();
+    let (status, json) = app.deliver_as("workflow_job", "d-waited", &job(2)).await;
+    let waited = started.elapsed();
+    assert_eq!(status, StatusCode::ACCEPTED, "{json}");
+    assert!(
+        waited >= Duration::from_millis(200),
+        "expected to wait for the slow dispatch; answered after {waited:?}"
+    );
+    app.settle().await;
+    assert_eq!(app.github.dispatches().len(), 1);
+    assert!(app.store.delivery("d-waited").await.unwrap().is_some());
 }

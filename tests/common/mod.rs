@@ -73,6 +73,10 @@ pub struct Options {
     pub backoff_base_mins: i64,
     /// Heartbeat in `instances` (None: off; tests usually beat explicitly).
     pub heartbeat: Option<Duration>,
+    pub workers: usize,
+    pub queue_capacity: usize,
+    /// How long a delivery waits for room in a full queue before a 503.
+    pub queue_wait: Duration,
 }
 
 impl Default for Options {
@@ -87,6 +91,9 @@ impl Default for Options {
             kill_switch_ttl: Duration::ZERO,
             backoff_base_mins: 20,
             heartbeat: None,
+            workers: 4,
+            queue_capacity: 1024,
+            queue_wait: Duration::from_secs(2),
         }
     }
 }
@@ -172,8 +179,9 @@ impl TestApp {
             },
             secrets: vec![SecretString::from(SECRET.to_string())],
             spool_dir: Some(spool_dir.clone()),
-            workers: 4,
-            queue_capacity: 1024,
+            workers: o.workers,
+            queue_capacity: o.queue_capacity,
+            queue_wait: o.queue_wait,
             reconcile: None, // tests run passes explicitly
             redeliver: None,
             heartbeat: o.heartbeat,
