@@ -71,6 +71,11 @@ pub struct ClickHouseArgs {
         default_value = "materialized_views.workflow_job_by_head_sha"
     )]
     pub job_by_sha_table: String,
+    /// Longest wait for one ClickHouse query or INSERT, seconds. A server that stops
+    /// answering (a network partition drops packets) would otherwise hold the caller for as
+    /// long as TCP keepalive takes: many minutes.
+    #[arg(long, env = "CLICKHOUSE_TIMEOUT_SECS", default_value_t = 30)]
+    pub clickhouse_timeout_secs: u64,
     /// Write received runs and jobs into the workflow_run/workflow_job mirror.
     /// Default: on for a ClickHouse on loopback, off otherwise (never write PyTorch's tables).
     #[arg(long, env = "AUTOREVERT_INGEST")]
@@ -260,6 +265,8 @@ pub struct ClickHouseConfig {
     pub password: Option<SecretString>,
     pub tables: Tables,
     pub ingest: bool,
+    /// Longest wait for any one ClickHouse call.
+    pub timeout: Duration,
 }
 
 impl ClickHouseConfig {
@@ -322,6 +329,9 @@ impl ClickHouseArgs {
         let mut url = url;
         let _ = url.set_password(None);
         let _ = url.set_username("");
+        if self.clickhouse_timeout_secs == 0 {
+            bail!("CLICKHOUSE_TIMEOUT_SECS must be at least 1");
+        }
         Ok(ClickHouseConfig {
             url,
             user,
@@ -333,6 +343,7 @@ impl ClickHouseArgs {
                 job_by_sha: self.job_by_sha_table.clone(),
             },
             ingest: self.ingest.unwrap_or(loopback),
+            timeout: Duration::from_secs(self.clickhouse_timeout_secs),
         })
     }
 }

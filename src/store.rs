@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 #[derive(Clone)]
 pub struct Store {
@@ -25,6 +26,30 @@ pub struct Store {
     unvalidated: clickhouse::Client,
     tables: Tables,
     mirror: bool,
+    /// Every call is bounded by this (`CLICKHOUSE_TIMEOUT_SECS`).
+    timeout: Duration,
+}
+
+/// Bounds a ClickHouse call. The client has no timeout of its own, so a server that stops
+/// answering without closing the connection would hold the caller (the recorder, and
+/// behind it the whole pipeline) until TCP keepalive gives up, many minutes later.
+trait Within<T> {
+    async fn within(self, limit: Duration) -> Result<T>;
+}
+
+impl<T, F> Within<T> for F
+where
+    F: std::future::Future<Output = clickhouse::error::Result<T>>,
+{
+    async fn within(self, limit: Duration) -> Result<T> {
+        match tokio::time::timeout(limit, self).await {
+            Ok(r) => Ok(r?),
+            Err(_) => anyhow::bail!(
+                "ClickHouse did not answer within {} s (CLICKHOUSE_TIMEOUT_SECS)",
+                limit.as_secs_f64()
+            ),
+        }
+    }
 }
 
 /// One schema step. Steps are applied in order, once each, and recorded in
@@ -660,6 +685,7 @@ impl Store {
             client,
             tables: cfg.tables.clone(),
             mirror: cfg.ingest,
+            timeout: cfg.timeout,
         }
     }
 
@@ -680,6 +706,7 @@ impl Store {
         self.client
             .query("SELECT 1")
             .fetch_one::<u8>()
+            .within(self.timeout)
             .await
             .map(|_| ())
             .context("ClickHouse does not answer `SELECT 1`")
@@ -700,6 +727,7 @@ impl Store {
             .client
             .query(&format!("SELECT version FROM {db}.schema_migrations"))
             .fetch_all()
+            .within(self.timeout)
             .await
             .context("reading schema_migrations")?;
         let mut done = Vec::new();
@@ -726,6 +754,7 @@ impl Store {
         self.client
             .query(sql)
             .execute()
+            .within(self.timeout)
             .await
             .with_context(|| format!("ClickHouse refused: {}", first_line(sql)))
     }
@@ -749,10 +778,13 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
+        // Validation first reads the table's schema: a query, bounded too.
         let mut insert = client
             .insert_unescaped::<T>(table)
+            .within(self.timeout)
             .await
-            .with_context(|| format!("preparing insert into {table}"))?;
+            .with_context(|| format!("preparing insert into {table}"))?
+            .with_timeouts(Some(self.timeout), Some(self.timeout));
         for row in rows {
             insert
                 .write(row)
@@ -775,6 +807,7 @@ impl Store {
             ))
             .param("days", days)
             .fetch_all()
+            .within(self.timeout)
             .await
             .context("loading the restart ledger")?;
         rows.into_iter().map(RestartRow::into_restart).collect()
@@ -792,6 +825,7 @@ impl Store {
             .param("workflow", &key.workflow)
             .param("sha", &key.head_sha)
             .fetch_all()
+            .within(self.timeout)
             .await
             .context("reading restarts")?;
         rows.into_iter().map(RestartRow::into_restart).collect()
@@ -808,6 +842,7 @@ impl Store {
             .param("workflow", &key.workflow)
             .param("sha", &key.head_sha)
             .fetch_all()
+            .within(self.timeout)
             .await
             .context("reading the event log")
     }
@@ -820,6 +855,7 @@ impl Store {
             ))
             .param("id", delivery_id)
             .fetch_optional()
+            .within(self.timeout)
             .await
             .context("reading deliveries")
     }
@@ -847,6 +883,7 @@ impl Store {
             .param("me", me)
             .param("ms", within.as_millis() as u64)
             .fetch_all()
+            .within(self.timeout)
             .await
             .context("reading instances")
     }
@@ -863,6 +900,7 @@ impl Store {
             .param("repo", repo)
             .param("run", run_id)
             .fetch_all()
+            .within(self.timeout)
             .await
             .context("reading job results")?;
         Ok(rows
@@ -938,6 +976,7 @@ impl Store {
             .param("head_branch", trunk_ref(&key.head_sha))
             .param("workflow_name", &key.workflow)
             .fetch_optional::<u8>()
+            .within(self.timeout)
             .await
             .context("running the confirmation query")?;
         Ok(found.is_some())

@@ -197,6 +197,10 @@ fn serve_refuses_bad_configuration_with_one_clear_line() {
             vec![("QUEUE_WAIT_MS", "9000")],
             "QUEUE_WAIT_MS=9000 is too long",
         ),
+        (
+            vec![("CLICKHOUSE_TIMEOUT_SECS", "0")],
+            "CLICKHOUSE_TIMEOUT_SECS must be at least 1",
+        ),
         (vec![("AUTOREVERT_REPOS", "pytorch")], "not owner/name"),
         (vec![], "RESTART_ACTION=run needs GitHub credentials"),
     ];

@@ -121,6 +121,65 @@ async fn clickhouse_down_then_back_every_delivery_is_handled_once() {
     }
 }
 
+/// ClickHouse stops answering without closing its connections (a partition, a stuck
+/// server): every call gives up after the timeout with a clear error, restarts still go out,
+/// and once ClickHouse answers again the held rows are written. Without the timeout the
+/// recorder would wait on the dead connection until TCP keepalive gives up (minutes).
+#[tokio::test]
+async fn a_clickhouse_that_stops_answering_does_not_hold_up_the_pipeline() {
+    let store = fresh_store().await;
+    let outage = Outage::start(&clickhouse_url()).await;
+    let github = fake_github::FakeGitHub::start(INSTALLATION, &[REPO]).await;
+    let hung_store = store_via_within(&store, &outage.url, Duration::from_secs(1));
+    let app = TestApp::assemble(Options::default(), hung_store.clone(), github, temp_dir()).await;
+    outage.hang();
+    let started = std::time::Instant::now();
+    let err = hung_store.delivery("any").await.unwrap_err();
+    assert!(
+        format!("{err:#}").contains("did not answer within 1 s"),
+        "{err:#}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let sha = sha(120);
+    for i in 0..5 {
+        let body = job_payload("queued", 1200 + i, 120, &sha, "main", "build", None);
+        let (status, _) = app
+            .deliver_as("workflow_job", &format!("hung-{i}"), &body)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    let (status, _) = app
+        .deliver_as("workflow_run", "hung-failure", &failure(&sha, 120))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    for _ in 0..100 {
+        if !app.github.dispatches().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app.github.dispatches().len(),
+        1,
+        "the restart waits on nothing"
+    );
+    // Long enough for the recorder to be inside an INSERT on a dead connection.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    outage.up();
+    tokio::time::timeout(Duration::from_secs(45), app.settle())
+        .await
+        .expect("rows held while ClickHouse hung are written once it answers");
+    for i in 0..5 {
+        let id = format!("hung-{i}");
+        assert!(store.delivery(&id).await.unwrap().is_some(), "{id} lost");
+    }
+    assert_eq!(
+        store.restarts_for(&TestApp::key(&sha)).await.unwrap().len(),
+        1
+    );
+    assert_eq!(app.github.dispatches().len(), 1);
+}
+
 /// The real binary, serving on a free port against the test ClickHouse and a fake GitHub.
 struct Binary {
     port: u16,

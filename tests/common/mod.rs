@@ -52,6 +52,7 @@ pub async fn fresh_store() -> Store {
             database: db,
         },
         ingest: true,
+        timeout: Duration::from_secs(30),
     };
     let store = Store::new(&cfg);
     store
@@ -524,51 +525,76 @@ impl TestApp {
 }
 
 /// A TCP proxy in front of the test ClickHouse that can be switched off, to take
-/// ClickHouse "down" and bring it back while the App runs.
+/// ClickHouse "down" and bring it back while the App runs, or made to hang (a partition).
 #[derive(Clone)]
 pub struct Outage {
     pub url: String,
-    up: Arc<std::sync::atomic::AtomicBool>,
+    mode: Arc<std::sync::atomic::AtomicU8>,
 }
+
+const UP: u8 = 0;
+const DOWN: u8 = 1;
+const HUNG: u8 = 2;
 
 impl Outage {
     pub async fn start(upstream: &str) -> Outage {
+        use std::sync::atomic::Ordering::SeqCst;
         let target = url::Url::parse(upstream).unwrap();
         let target = format!("{}:{}", target.host_str().unwrap(), target.port().unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let flag = up.clone();
+        let mode = Arc::new(std::sync::atomic::AtomicU8::new(UP));
+        let flag = mode.clone();
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
-                if !flag.load(std::sync::atomic::Ordering::SeqCst) {
-                    continue; // dropped: connection closed, as a dead server's would be
+                match flag.load(SeqCst) {
+                    // Dropped: connection closed, as a dead server's would be.
+                    DOWN => continue,
+                    // Accepted and never answered, never closed.
+                    HUNG => {
+                        tokio::spawn(async move {
+                            let _held = inbound;
+                            std::future::pending::<()>().await
+                        });
+                        continue;
+                    }
+                    _ => {}
                 }
                 let target = target.clone();
                 let flag = flag.clone();
                 tokio::spawn(async move {
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        // Cut established connections too when the switch goes off.
+                        // Cut established connections too when the switch goes off; a hang
+                        // freezes them instead (held open, nothing more forwarded).
                         let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
                         let cut = async {
-                            while flag.load(std::sync::atomic::Ordering::SeqCst) {
+                            while flag.load(SeqCst) == UP {
                                 tokio::time::sleep(Duration::from_millis(20)).await;
                             }
                         };
-                        tokio::select! { _ = copy => {}, _ = cut => {} }
+                        tokio::select! { _ = copy => return, _ = cut => {} }
+                        if flag.load(SeqCst) == HUNG {
+                            std::future::pending::<()>().await
+                        }
                     }
                 });
             }
         });
-        Outage { url, up }
+        Outage { url, mode }
     }
 
     pub fn down(&self) {
-        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.mode.store(DOWN, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Connections open and stay open, but nothing is answered: a network partition that
+    /// drops packets, or a stuck server. Connections made while hung stay hung.
+    pub fn hang(&self) {
+        self.mode.store(HUNG, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn up(&self) {
-        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.mode.store(UP, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -624,6 +650,11 @@ impl Gate {
 
 /// A store over the same database, reached through `via` (e.g. an `Outage` proxy).
 pub fn store_via(store: &Store, via: &str) -> Store {
+    store_via_within(store, via, Duration::from_secs(30))
+}
+
+/// `store_via` whose every ClickHouse call gives up after `timeout`.
+pub fn store_via_within(store: &Store, via: &str, timeout: Duration) -> Store {
     let t = store.tables().clone();
     Store::new(&ClickHouseConfig {
         url: url::Url::parse(via).unwrap(),
@@ -631,5 +662,6 @@ pub fn store_via(store: &Store, via: &str) -> Store {
         password: None,
         tables: t,
         ingest: true,
+        timeout,
     })
 }
