@@ -11,10 +11,10 @@
 //! rows: it is passed on only once the batch holding those rows is written, so a delivery
 //! whose records never reached ClickHouse is processed again after a crash.
 //!
-//! Two tasks: one collects rows, one writes them. Collection never waits for ClickHouse:
-//! whatever piles up while an INSERT is in flight goes out together in the next, larger
-//! one, so a slow ClickHouse makes inserts bigger instead of stalling the pipeline (and
-//! then intake, with 503s).
+//! Two tasks: one collects rows, one writes them. Collection does not wait for ClickHouse
+//! (up to a bound): whatever piles up while an INSERT is in flight goes out together in the
+//! next, larger one, so a slow ClickHouse makes inserts bigger instead of stalling the
+//! pipeline (and then intake). A failed INSERT is sent again unchanged (see `writer`).
 
 use crate::spool::Spool;
 use crate::store::{
@@ -90,6 +90,9 @@ struct Handover {
 }
 
 impl Handover {
+    fn is_empty(&self) -> bool {
+        self.batch.is_empty() && self.acks.is_empty() && self.done.is_empty()
+    }
     fn absorb(&mut self, other: Handover) {
         self.batch.absorb(other.batch);
         self.acks.extend(other.acks);
@@ -106,6 +109,11 @@ impl Handover {
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Writes handed-over batches in order, merging whatever queued behind the one in flight.
+///
+/// A batch whose write failed is sent again as it was, without the rows that arrived since:
+/// a failed INSERT may have been written all the same (its answer lost, or the timeout came
+/// first), and ClickHouse recognizes a repeated block only if it is the same block. Rows that
+/// arrive meanwhile wait in `later` and go out together once it is through.
 async fn writer(
     store: Store,
     spool: Option<Spool>,
@@ -113,15 +121,23 @@ async fn writer(
     max_buffered: usize,
 ) {
     let mut pending = Handover::default();
+    let mut later = Handover::default();
+    let mut open = true;
     loop {
-        if pending.batch.is_empty() && pending.acks.is_empty() && pending.done.is_empty() {
-            match rx.recv().await {
-                Some(j) => pending.absorb(j),
-                None => return,
+        if pending.is_empty() {
+            pending = std::mem::take(&mut later);
+            if pending.is_empty() {
+                if !open {
+                    return;
+                }
+                match rx.recv().await {
+                    Some(j) => pending.absorb(j),
+                    None => return,
+                }
             }
-        }
-        while let Ok(j) = rx.try_recv() {
-            pending.absorb(j);
+            while let Ok(j) = rx.try_recv() {
+                pending.absorb(j);
+            }
         }
         let n = pending.batch.len();
         let written = if n == 0 {
@@ -137,17 +153,19 @@ async fn writer(
                         spool.ack(seq);
                     }
                 }
-                pending.acks.clear();
                 pending.answer(true);
+                pending = Handover::default();
             }
             Err(e) => {
                 tracing::error!(
                     error = format!("{e:#}"),
-                    buffered = pending.batch.len(),
+                    buffered = pending.batch.len() + later.batch.len(),
                     "writing to ClickHouse failed; will retry"
                 );
+                // Everyone who asked for a flush before this attempt hears how it went.
                 pending.answer(false);
-                if pending.batch.len() > max_buffered {
+                later.answer(false);
+                if pending.batch.len() + later.batch.len() > max_buffered {
                     // Their deliveries are not acknowledged either: they stay in the delivery
                     // log and are processed (and recorded) again at the next start.
                     tracing::error!(
@@ -155,23 +173,20 @@ async fn writer(
                         deliveries = pending.acks.len(),
                         "ClickHouse unavailable for too long: buffered rows given up; their deliveries stay in the delivery log"
                     );
-                    pending.batch = Batch::default();
-                    pending.acks.clear();
+                    pending = Handover::default();
+                }
+                if !open {
+                    // Shutting down: this was the last try; the log keeps the rest.
+                    return;
                 }
                 match tokio::time::timeout(RETRY_AFTER, rx.recv()).await {
-                    Ok(Some(j)) => pending.absorb(j),
-                    Ok(None) => {
-                        // Shutting down: one last try, then the log keeps the rest.
-                        if store.write(&mut pending.batch).await.is_ok()
-                            && let Some(spool) = &spool
-                        {
-                            for seq in pending.acks.drain(..) {
-                                spool.ack(seq);
-                            }
-                        }
-                        return;
-                    }
+                    Ok(Some(j)) => later.absorb(j),
+                    // Shutting down: one last try, then the log keeps the rest.
+                    Ok(None) => open = false,
                     Err(_) => {}
+                }
+                while let Ok(j) = rx.try_recv() {
+                    later.absorb(j);
                 }
             }
         }

@@ -4,7 +4,9 @@
 //!
 //! Engines are chosen so no row collapses by accident (PyTorch's `autorevert_events_v2`
 //! loses rows at merge time because `ts` is per tick and `workflows` is not in its key):
-//! * `events` is a plain `MergeTree`: append-only, nothing ever merges away.
+//! * `events` is a plain `MergeTree`: append-only, nothing ever merges away. A retried
+//!   INSERT (written, but its answer lost) is the same block again, which ClickHouse drops
+//!   (`non_replicated_deduplication_window`, migration 5).
 //! * `restarts`, `job_results`, `deliveries`, `restart_job_verdicts` are
 //!   `ReplacingMergeTree` whose sorting key *is* the identity of one thing (a restart id, a
 //!   job id, a delivery id), so only versions of the same thing collapse, and every read
@@ -100,6 +102,20 @@ const MIGRATIONS: &[Migration] = &[
             )]
         },
     },
+    Migration {
+        version: 5,
+        name: "events: a retried INSERT is not written twice",
+        // An INSERT can be written by ClickHouse and still fail for us (the answer is lost,
+        // the timeout strikes first). The recorder then sends the very same block again, and
+        // with this window ClickHouse drops a block it has already written, as replicated
+        // tables do by default. The other tables collapse repeats by key anyway.
+        statements: |t| {
+            vec![format!(
+                "ALTER TABLE {}.events MODIFY SETTING non_replicated_deduplication_window = 1000",
+                t.database
+            )]
+        },
+    },
 ];
 
 /// A running App, as its heartbeat records it (see `instances.rs`).
@@ -165,6 +181,14 @@ fn app_tables_v1(t: &Tables) -> Vec<String> {
             ) ENGINE = ReplacingMergeTree(ts) ORDER BY (repo, head_sha, restart_id, job)"
         ),
     ]
+}
+
+/// Empties a table's rows from the batch once written; keeps them and the error otherwise.
+fn written<T>(rows: &mut Vec<T>, r: Result<()>, failed: &mut Vec<anyhow::Error>) {
+    match r {
+        Ok(()) => rows.clear(),
+        Err(e) => failed.push(e),
+    }
 }
 
 fn db_of(table: &str) -> Option<&str> {
@@ -934,33 +958,51 @@ impl Store {
             .await
     }
 
-    /// Writes a batch: one INSERT per table that has rows. A table written successfully is
-    /// emptied from the batch; on error the rest stays for the next attempt.
+    /// Writes a batch: one INSERT per table that has rows. Every table is tried (one failing
+    /// does not hold back the others); a table written successfully is emptied from the
+    /// batch, and the rest stays, unchanged, for the next attempt.
     pub async fn write(&self, b: &mut Batch) -> Result<()> {
-        self.insert_rows::<RestartRow>(&self.t("restarts"), &b.restarts)
-            .await?;
-        b.restarts.clear();
-        self.insert_rows::<DeliveryRow>(&self.t("deliveries"), &b.deliveries)
-            .await?;
-        b.deliveries.clear();
-        self.insert_rows::<EventRow>(&self.t("events"), &b.events)
-            .await?;
-        b.events.clear();
-        self.insert_rows::<JobResultRow>(&self.t("job_results"), &b.jobs)
-            .await?;
-        b.jobs.clear();
+        let mut failed = Vec::new();
+        let r = self
+            .insert_rows::<RestartRow>(&self.t("restarts"), &b.restarts)
+            .await;
+        written(&mut b.restarts, r, &mut failed);
+        let r = self
+            .insert_rows::<DeliveryRow>(&self.t("deliveries"), &b.deliveries)
+            .await;
+        written(&mut b.deliveries, r, &mut failed);
+        let r = self
+            .insert_rows::<EventRow>(&self.t("events"), &b.events)
+            .await;
+        written(&mut b.events, r, &mut failed);
+        let r = self
+            .insert_rows::<JobResultRow>(&self.t("job_results"), &b.jobs)
+            .await;
+        written(&mut b.jobs, r, &mut failed);
         if self.mirror {
-            self.insert_rows::<MirrorRunRow>(&self.tables.run, &b.mirror_runs)
-                .await?;
+            let r = self
+                .insert_rows::<MirrorRunRow>(&self.tables.run, &b.mirror_runs)
+                .await;
+            written(&mut b.mirror_runs, r, &mut failed);
             // Without schema validation: ClickHouse 26 prints the named `steps` Tuple over
             // several lines in DESCRIBE, which clickhouse-rs 0.15's type parser rejects. Plain
             // RowBinary with an explicit column list (the struct's fields, in order) needs none.
-            self.insert_with::<MirrorJobRow>(&self.unvalidated, &self.tables.job, &b.mirror_jobs)
-                .await?;
+            let r = self
+                .insert_with::<MirrorJobRow>(&self.unvalidated, &self.tables.job, &b.mirror_jobs)
+                .await;
+            written(&mut b.mirror_jobs, r, &mut failed);
+        } else {
+            b.mirror_runs.clear();
+            b.mirror_jobs.clear();
         }
-        b.mirror_runs.clear();
-        b.mirror_jobs.clear();
-        Ok(())
+        let more = failed.len().saturating_sub(1);
+        match failed.into_iter().next() {
+            None => Ok(()),
+            Some(e) if more == 0 => Err(e),
+            Some(e) => Err(anyhow::anyhow!(
+                "{e:#} (and {more} more table(s) not written)"
+            )),
+        }
     }
 
     /// PyTorch's restart confirmation (`workflow_checker.has_restarted_workflow`), unchanged

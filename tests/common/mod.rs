@@ -112,6 +112,14 @@ pub struct TestApp {
     pub recovered: usize,
 }
 
+/// A plain HTTP client for talking to a running binary. reqwest is built without a default
+/// TLS provider (the App installs ring's); install it here too, or a test that runs before
+/// any App is assembled panics with "No provider set".
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 pub fn temp_dir() -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("autorevert-test-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&d).unwrap();
@@ -535,6 +543,7 @@ pub struct Outage {
 const UP: u8 = 0;
 const DOWN: u8 = 1;
 const HUNG: u8 = 2;
+const ANSWERS_LOST: u8 = 3;
 
 impl Outage {
     pub async fn start(upstream: &str) -> Outage {
@@ -550,6 +559,23 @@ impl Outage {
                 match flag.load(SeqCst) {
                     // Dropped: connection closed, as a dead server's would be.
                     DOWN => continue,
+                    // Requests reach ClickHouse and are carried out; answers never return.
+                    ANSWERS_LOST => {
+                        let target = target.clone();
+                        tokio::spawn(async move {
+                            if let Ok(outbound) = tokio::net::TcpStream::connect(target).await {
+                                let (mut from_server, mut to_server) = outbound.into_split();
+                                let (mut from_client, _to_client) = inbound.into_split();
+                                let mut dropped = tokio::io::sink();
+                                let _ = tokio::join!(
+                                    tokio::io::copy(&mut from_client, &mut to_server),
+                                    tokio::io::copy(&mut from_server, &mut dropped),
+                                );
+                                std::future::pending::<()>().await
+                            }
+                        });
+                        continue;
+                    }
                     // Accepted and never answered, never closed.
                     HUNG => {
                         tokio::spawn(async move {
@@ -573,7 +599,7 @@ impl Outage {
                             }
                         };
                         tokio::select! { _ = copy => return, _ = cut => {} }
-                        if flag.load(SeqCst) == HUNG {
+                        if flag.load(SeqCst) != DOWN {
                             std::future::pending::<()>().await
                         }
                     }
@@ -591,6 +617,13 @@ impl Outage {
     /// drops packets, or a stuck server. Connections made while hung stay hung.
     pub fn hang(&self) {
         self.mode.store(HUNG, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Requests reach ClickHouse and are carried out, but no answer comes back (a one-way
+    /// partition): the client sees a timeout for an INSERT that was written.
+    pub fn lose_answers(&self) {
+        self.mode
+            .store(ANSWERS_LOST, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn up(&self) {
