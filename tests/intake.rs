@@ -186,30 +186,53 @@ async fn health_endpoint_answers() {
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
+/// One worker, a queue of one, and both taken: the worker waits `dispatch_takes` on GitHub
+/// for a failure of commit `n`, and a job delivery (`d-queued-<n>`) fills the queue.
+/// Returns the App and the payload of another job of that run.
+async fn queue_full(
+    queue_wait: std::time::Duration,
+    dispatch_takes: std::time::Duration,
+    n: u32,
+) -> (TestApp, Vec<u8>) {
+    let app = TestApp::with(Options {
+        workers: 1,
+        queue_capacity: 1,
+        queue_wait,
+        ..Options::default()
+    })
+    .await;
+    app.github
+        .script([fake_github::DispatchAnswer::Slow(dispatch_takes)]);
+    let (status, _) = app
+        .deliver("workflow_run", &failure(&sha(n), u64::from(n)))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let job = |id: u64| {
+        job_payload(
+            "queued",
+            id,
+            u64::from(n) + 1,
+            &sha(n),
+            "main",
+            "build",
+            None,
+        )
+    };
+    let (status, _) = app
+        .deliver_as("workflow_job", &format!("d-queued-{n}"), &job(1))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    (app, job(2))
+}
+
 /// A full work queue (one worker held up by a slow GitHub): a delivery waits for room and
 /// is answered 202 once there is; only after `queue_wait` without room is it a 503 with
 /// `Retry-After`, written nowhere, so that GitHub's redelivery of that id is taken later.
 #[tokio::test]
 async fn a_full_queue_waits_for_room_then_answers_503() {
     use std::time::{Duration, Instant};
-    let app = TestApp::with(Options {
-        workers: 1,
-        queue_capacity: 1,
-        queue_wait: Duration::from_millis(300),
-        ..Options::default()
-    })
-    .await;
-    // The worker takes this failure and then waits 2 s on the dispatch.
-    app.github
-        .script([fake_github::DispatchAnswer::Slow(Duration::from_secs(2))]);
-    let (status, _) = app.deliver("workflow_run", &failure(&sha(41), 4100)).await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    let job = |id: u64| job_payload("queued", id, 4200, &sha(42), "main", "build", None);
-    // Room for one behind it.
-    let (status, _) = app.deliver_as("workflow_job", "d-queued", &job(1)).await;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    let (app, body) = queue_full(Duration::from_millis(300), Duration::from_secs(2), 41).await;
     // No room for 300 ms: 503, asked to come back.
-    let body = job(2);
     let started = Instant::now();
     let resp = app
         .router
@@ -241,7 +264,7 @@ async fn a_full_queue_waits_for_room_then_answers_503() {
     assert_eq!(status, StatusCode::ACCEPTED, "{json}");
     assert_eq!(json["status"], "accepted", "{json}");
     app.settle().await;
-    for id in ["d-queued", "d-no-room"] {
+    for id in ["d-queued-41", "d-no-room"] {
         assert!(app.store.delivery(id).await.unwrap().is_some(), "{id}");
     }
 }
@@ -250,22 +273,9 @@ async fn a_full_queue_waits_for_room_then_answers_503() {
 #[tokio::test]
 async fn a_delivery_waiting_for_room_is_accepted_when_room_comes() {
     use std::time::{Duration, Instant};
-    let app = TestApp::with(Options {
-        workers: 1,
-        queue_capacity: 1,
-        queue_wait: Duration::from_secs(8),
-        ..Options::default()
-    })
-    .await;
-    app.github
-        .script([fake_github::DispatchAnswer::Slow(Duration::from_secs(1))]);
-    let (status, _) = app.deliver("workflow_run", &failure(&sha(43), 4300)).await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    let job = |id: u64| job_payload("queued", id, 4400, &sha(44), "main", "build", None);
-    let (status, _) = app.deliver_as("workflow_job", "d-first", &job(1)).await;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    let (app, body) = queue_full(Duration::from_secs(8), Duration::from_secs(1), 43).await;
     let started = Instant::now();
-    let (status, json) = app.deliver_as("workflow_job", "d-waited", &job(2)).await;
+    let (status, json) = app.deliver_as("workflow_job", "d-waited", &body).await;
     let waited = started.elapsed();
     assert_eq!(status, StatusCode::ACCEPTED, "{json}");
     assert!(
