@@ -123,6 +123,11 @@ async fn writer(
     let mut pending = Handover::default();
     let mut later = Handover::default();
     let mut open = true;
+    // After rows were given up, an ack below this may belong to a delivery whose rows were
+    // among them (a delivery's rows can span batches): it is not passed on, and the
+    // delivery is handled again at the next start (its rows collapse by key, or are
+    // recognized as repeats).
+    let mut distrust_below = 0;
     loop {
         if pending.is_empty() {
             pending = std::mem::take(&mut later);
@@ -150,7 +155,9 @@ async fn writer(
                 tracing::debug!(rows = n, "recorded");
                 if let Some(spool) = &spool {
                     for seq in pending.acks.drain(..) {
-                        spool.ack(seq);
+                        if seq >= distrust_below {
+                            spool.ack(seq);
+                        }
                     }
                 }
                 pending.answer(true);
@@ -174,6 +181,9 @@ async fn writer(
                         "ClickHouse unavailable for too long: buffered rows given up; their deliveries stay in the delivery log"
                     );
                     pending = Handover::default();
+                    if let Some(spool) = &spool {
+                        distrust_below = spool.next_seq();
+                    }
                 }
                 if !open {
                     // Shutting down: this was the last try; the log keeps the rest.

@@ -30,7 +30,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use tokio::sync::oneshot;
 
 /// Segments are closed past this size (records are never split across segments).
@@ -69,6 +70,8 @@ pub struct Recovered {
 #[derive(Clone)]
 pub struct Spool {
     tx: mpsc::Sender<Op>,
+    /// The sequence number the next appended delivery gets.
+    next_seq: Arc<AtomicU64>,
 }
 
 impl Spool {
@@ -117,12 +120,19 @@ impl Spool {
         for path in finished {
             fs::remove_file(path)?;
         }
-        let writer = Writer::new(dir.to_path_buf(), next_seq, segments)?;
+        let shared_next = Arc::new(AtomicU64::new(next_seq));
+        let writer = Writer::new(dir.to_path_buf(), next_seq, segments, shared_next.clone())?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("spool-writer".into())
             .spawn(move || writer.run(rx))?;
-        Ok((Spool { tx }, Recovered { pending, ids }))
+        Ok((
+            Spool {
+                tx,
+                next_seq: shared_next,
+            },
+            Recovered { pending, ids },
+        ))
     }
 
     /// Appends a delivery and returns its sequence number once it is on disk.
@@ -147,11 +157,18 @@ impl Spool {
     pub fn ack(&self, seq: u64) {
         let _ = self.tx.send(Op::Ack(seq));
     }
+
+    /// Every delivery logged so far has a sequence number below this.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.load(Ordering::SeqCst)
+    }
 }
 
 struct Writer {
     dir: PathBuf,
     next_seq: u64,
+    /// `next_seq`, for `Spool::next_seq`.
+    shared_next: Arc<AtomicU64>,
     /// open segment: (first seq, file, bytes written)
     current: Option<(u64, BufWriter<File>, u64)>,
     /// segment first seq -> records not yet acknowledged
@@ -162,7 +179,12 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(dir: PathBuf, next_seq: u64, segments: BTreeMap<u64, usize>) -> io::Result<Writer> {
+    fn new(
+        dir: PathBuf,
+        next_seq: u64,
+        segments: BTreeMap<u64, usize>,
+        shared_next: Arc<AtomicU64>,
+    ) -> io::Result<Writer> {
         let acks = BufWriter::new(
             OpenOptions::new()
                 .create(true)
@@ -172,6 +194,7 @@ impl Writer {
         Ok(Writer {
             dir,
             next_seq,
+            shared_next,
             current: None,
             segments,
             acks,
@@ -203,6 +226,7 @@ impl Writer {
                             match self.write_record(seq, &rec) {
                                 Ok(()) => {
                                     self.next_seq += 1;
+                                    self.shared_next.store(self.next_seq, Ordering::SeqCst);
                                     waiting.push((seq, ack));
                                     continue;
                                 }
