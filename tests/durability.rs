@@ -62,18 +62,23 @@ async fn a_delivery_answered_before_a_crash_is_handled_once_after_the_restart() 
     assert_eq!(again.github.dispatches().len(), 1);
 }
 
-#[tokio::test]
-async fn clickhouse_down_then_back_every_delivery_is_handled_once() {
+/// An App whose ClickHouse is reached through an `Outage` proxy, every call bounded by
+/// `timeout`; returns it with the direct store (to look at what was written) and the proxy.
+async fn behind_outage(
+    o: Options,
+    timeout: Duration,
+) -> (TestApp, autorevert::store::Store, Outage) {
     let store = fresh_store().await;
     let outage = Outage::start(&clickhouse_url()).await;
     let github = fake_github::FakeGitHub::start(INSTALLATION, &[REPO]).await;
-    let app = TestApp::assemble(
-        Options::default(),
-        store_via(&store, &outage.url),
-        github,
-        temp_dir(),
-    )
-    .await;
+    let via = store_via_within(&store, &outage.url, timeout);
+    let app = TestApp::assemble(o, via, github, temp_dir()).await;
+    (app, store, outage)
+}
+
+#[tokio::test]
+async fn clickhouse_down_then_back_every_delivery_is_handled_once() {
+    let (app, store, outage) = behind_outage(Options::default(), Duration::from_secs(30)).await;
     outage.down();
     let shas: Vec<String> = (0..3).map(|i| sha(110 + i)).collect();
     for (i, s) in shas.iter().enumerate() {
@@ -127,14 +132,10 @@ async fn clickhouse_down_then_back_every_delivery_is_handled_once() {
 /// recorder would wait on the dead connection until TCP keepalive gives up (minutes).
 #[tokio::test]
 async fn a_clickhouse_that_stops_answering_does_not_hold_up_the_pipeline() {
-    let store = fresh_store().await;
-    let outage = Outage::start(&clickhouse_url()).await;
-    let github = fake_github::FakeGitHub::start(INSTALLATION, &[REPO]).await;
-    let hung_store = store_via_within(&store, &outage.url, Duration::from_secs(1));
-    let app = TestApp::assemble(Options::default(), hung_store.clone(), github, temp_dir()).await;
+    let (app, store, outage) = behind_outage(Options::default(), Duration::from_secs(1)).await;
     outage.hang();
     let started = std::time::Instant::now();
-    let err = hung_store.delivery("any").await.unwrap_err();
+    let err = app.store.delivery("any").await.unwrap_err();
     assert!(
         format!("{err:#}").contains("did not answer within 1 s"),
         "{err:#}"
@@ -185,19 +186,11 @@ async fn a_clickhouse_that_stops_answering_does_not_hold_up_the_pipeline() {
 /// collapses repeats there later).
 #[tokio::test]
 async fn an_insert_written_but_unanswered_is_not_written_twice() {
-    let store = fresh_store().await;
-    let outage = Outage::start(&clickhouse_url()).await;
-    let github = fake_github::FakeGitHub::start(INSTALLATION, &[REPO]).await;
-    let app = TestApp::assemble(
-        Options {
-            confirm_window: Duration::from_secs(2),
-            ..Options::default()
-        },
-        store_via_within(&store, &outage.url, Duration::from_secs(1)),
-        github,
-        temp_dir(),
-    )
-    .await;
+    let options = Options {
+        confirm_window: Duration::from_secs(2),
+        ..Options::default()
+    };
+    let (app, store, outage) = behind_outage(options, Duration::from_secs(1)).await;
     // Every table written once while all is well (the client reads each schema once).
     app.deliver("workflow_run", &failure(&sha(131), 131)).await;
     app.settle().await;
