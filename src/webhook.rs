@@ -160,6 +160,14 @@ fn reply(status: StatusCode, body: serde_json::Value) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// 202 for a delivery id already taken (GitHub's redeliveries keep the id).
+fn duplicate(delivery_id: &str) -> Response {
+    reply(
+        StatusCode::ACCEPTED,
+        json!({ "status": "duplicate", "delivery": delivery_id }),
+    )
+}
+
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get(name)
@@ -234,10 +242,7 @@ pub async fn receive(
         .expect("recent ids lock")
         .contains(delivery_id)
     {
-        return reply(
-            StatusCode::ACCEPTED,
-            json!({ "status": "duplicate", "delivery": delivery_id }),
-        );
+        return duplicate(delivery_id);
     }
     let event = match events::parse(event_name, &body) {
         Ok(e) => e,
@@ -272,10 +277,7 @@ pub async fn receive(
         .expect("recent ids lock")
         .insert(delivery_id)
     {
-        return reply(
-            StatusCode::ACCEPTED,
-            json!({ "status": "duplicate", "delivery": delivery_id }),
-        );
+        return duplicate(delivery_id);
     }
     let received_at = chrono::Utc::now();
     let body_bytes = body.len().min(u32::MAX as usize) as u32;

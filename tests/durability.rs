@@ -76,6 +76,16 @@ async fn behind_outage(
     (app, store, outage)
 }
 
+/// Leaves the fault in place for 2.5 s more (another write attempt meets it), then brings
+/// ClickHouse back and waits for everything held to be written.
+async fn up_again_then_settle(app: &TestApp, outage: &Outage) {
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    outage.up();
+    tokio::time::timeout(Duration::from_secs(45), app.settle())
+        .await
+        .expect("rows held during the fault are written once ClickHouse answers");
+}
+
 #[tokio::test]
 async fn clickhouse_down_then_back_every_delivery_is_handled_once() {
     let (app, store, outage) = behind_outage(Options::default(), Duration::from_secs(30)).await;
@@ -164,12 +174,8 @@ async fn a_clickhouse_that_stops_answering_does_not_hold_up_the_pipeline() {
         1,
         "the restart waits on nothing"
     );
-    // Long enough for the recorder to be inside an INSERT on a dead connection.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    outage.up();
-    tokio::time::timeout(Duration::from_secs(45), app.settle())
-        .await
-        .expect("rows held while ClickHouse hung are written once it answers");
+    // The recorder is inside an INSERT on a dead connection meanwhile.
+    up_again_then_settle(&app, &outage).await;
     for i in 0..5 {
         let id = format!("hung-{i}");
         assert!(store.delivery(&id).await.unwrap().is_some(), "{id} lost");
@@ -214,12 +220,8 @@ async fn an_insert_written_but_unanswered_is_not_written_twice() {
         written > 0,
         "no INSERT reached ClickHouse while answers were lost"
     );
-    // Long enough for at least one more try while answers are still lost.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    outage.up();
-    tokio::time::timeout(Duration::from_secs(45), app.settle())
-        .await
-        .expect("settles once ClickHouse answers");
+    // At least one more try meets lost answers meanwhile.
+    up_again_then_settle(&app, &outage).await;
     let events = store.events_for(&key).await.unwrap();
     let mut ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
     ids.sort();
