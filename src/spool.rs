@@ -20,7 +20,12 @@
 //! `seq u64 | received_at_ms i64 | body_bytes u32 | id_len u16 | id | name_len u16 | name |
 //! event JSON`; `acks.log`, the acknowledged sequence numbers (u64 each). A segment whose
 //! records are all acknowledged is deleted. A torn record at the end of a segment (a crash
-//! mid-write, never answered 202) is cut off at start-up. Segments without the magic are
+//! mid-write, never answered 202) is cut off at start-up.
+//!
+//! Once a segment is half full, the next is prepared off the append path: `spare-*.tmp`, a
+//! file of synced zeros. Appends into it overwrite blocks that already exist, so their
+//! `fdatasync` commits no file-system metadata (on ext4 here: 0.10 instead of 0.18 ms and
+//! about half the CPU per sync). The unused zeros at the end of a segment read as its end. Segments without the magic are
 //! the first format (the raw body in place of the event JSON); they are still read.
 //! A record that passes its checksum but cannot be decoded (a format this build does not
 //! know) is copied to `unreadable/` for an operator and not processed: never dropped.
@@ -35,7 +40,12 @@ use std::sync::{Arc, mpsc};
 use tokio::sync::oneshot;
 
 /// Segments are closed past this size (records are never split across segments).
-const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+pub const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+/// Zeros are synced to a spare segment this much at a time, so that preparing one never
+/// floods the disk queue ahead of the appends' `fsync`s.
+const ZERO_SYNC_BYTES: u64 = 1024 * 1024;
+/// Written from here (static and never written: it costs no memory).
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 /// Largest batch one fsync covers.
 const MAX_BATCH: usize = 1024;
 /// First bytes of every segment of the current format.
@@ -77,6 +87,11 @@ pub struct Spool {
 impl Spool {
     /// Opens (or creates) the log in `dir`, recovers what it holds, and starts the writer.
     pub fn open(dir: &Path) -> io::Result<(Spool, Recovered)> {
+        Spool::open_with(dir, SEGMENT_BYTES)
+    }
+
+    /// `open`, with segments of `segment_bytes` (tests cross segments with a few records).
+    pub fn open_with(dir: &Path, segment_bytes: u64) -> io::Result<(Spool, Recovered)> {
         fs::create_dir_all(dir)?;
         let acked = read_acks(&dir.join("acks.log"))?;
         let mut segments: BTreeMap<u64, usize> = BTreeMap::new();
@@ -121,7 +136,9 @@ impl Spool {
             fs::remove_file(path)?;
         }
         let shared_next = Arc::new(AtomicU64::new(next_seq));
-        let writer = Writer::new(dir.to_path_buf(), next_seq, segments, shared_next.clone())?;
+        remove_spares(dir)?;
+        let mut writer = Writer::new(dir.to_path_buf(), next_seq, segments, shared_next.clone())?;
+        writer.segment_bytes = segment_bytes.max(1);
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("spool-writer".into())
@@ -176,6 +193,11 @@ struct Writer {
     acks: BufWriter<File>,
     /// A segment was created since the last sync: its directory entry must be synced too.
     new_segment: bool,
+    /// Records written since the last sync (a batch of acks alone needs no `fsync`).
+    unsynced: bool,
+    segment_bytes: u64,
+    /// The next segment, being zero-filled off the append path (see `prepare_spare`).
+    spare: Option<std::thread::JoinHandle<io::Result<PathBuf>>>,
 }
 
 impl Writer {
@@ -199,6 +221,9 @@ impl Writer {
             segments,
             acks,
             new_segment: false,
+            unsynced: false,
+            segment_bytes: SEGMENT_BYTES,
+            spare: None,
         })
     }
 
@@ -225,6 +250,7 @@ impl Writer {
                             let seq = self.next_seq;
                             match self.write_record(seq, &rec) {
                                 Ok(()) => {
+                                    self.unsynced = true;
                                     self.next_seq += 1;
                                     self.shared_next.store(self.next_seq, Ordering::SeqCst);
                                     waiting.push((seq, ack));
@@ -260,32 +286,65 @@ impl Writer {
     fn write_record(&mut self, seq: u64, rest: &[u8]) -> io::Result<()> {
         if self.current.is_none() {
             let path = self.dir.join(format!("seg-{seq:020}.log"));
-            let file = OpenOptions::new().create(true).append(true).open(path)?;
+            let file = self.new_segment_file(&path)?;
             let mut w = BufWriter::with_capacity(256 * 1024, file);
             w.write_all(MAGIC)?;
             self.current = Some((seq, w, MAGIC.len() as u64));
             self.segments.insert(seq, 0);
             self.new_segment = true;
         }
-        let seq = seq.to_le_bytes();
+        let seq_le = seq.to_le_bytes();
         let mut crc = crc32fast::Hasher::new();
-        crc.update(&seq);
+        crc.update(&seq_le);
         crc.update(rest);
-        let len = (seq.len() + rest.len()) as u32;
+        let len = (seq_le.len() + rest.len()) as u32;
         let (start, w, size) = self.current.as_mut().expect("opened above");
         w.write_all(&len.to_le_bytes())?;
         w.write_all(&crc.finalize().to_le_bytes())?;
-        w.write_all(&seq)?;
+        w.write_all(&seq_le)?;
         w.write_all(rest)?;
         *size += 8 + u64::from(len);
         *self.segments.entry(*start).or_default() += 1;
+        // Half full: start zero-filling the next one.
+        if *size >= self.segment_bytes / 2 && self.spare.is_none() {
+            let (dir, bytes) = (self.dir.clone(), self.segment_bytes);
+            let spare = std::thread::Builder::new()
+                .name("spool-spare".into())
+                .spawn(move || prepare_spare(&dir, seq, bytes));
+            match spare {
+                Ok(handle) => self.spare = Some(handle),
+                Err(e) => tracing::warn!(error = %e, "cannot start preparing a spare segment"),
+            }
+        }
         Ok(())
     }
 
+    /// A new segment's file: the spare if it is ready (writes into it overwrite zeros, and
+    /// their `fdatasync` need not commit the file system journal: about 40 % less time and
+    /// CPU per sync, bench/README.md), else an empty file that grows as it is written.
+    fn new_segment_file(&mut self, path: &Path) -> io::Result<File> {
+        if self.spare.as_ref().is_some_and(|h| h.is_finished()) {
+            let handle = self.spare.take().expect("checked above");
+            match handle.join() {
+                Ok(Ok(spare)) => {
+                    // Made durable with the batch's directory sync (`new_segment`).
+                    fs::rename(&spare, path)?;
+                    return OpenOptions::new().write(true).open(path);
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "preparing a spare segment failed"),
+                Err(_) => tracing::warn!("preparing a spare segment panicked"),
+            }
+        }
+        OpenOptions::new().write(true).create_new(true).open(path)
+    }
+
     fn sync(&mut self) -> io::Result<()> {
-        if let Some((_, w, _)) = self.current.as_mut() {
+        if let Some((_, w, _)) = self.current.as_mut()
+            && self.unsynced
+        {
             w.flush()?;
             w.get_ref().sync_data()?;
+            self.unsynced = false;
         }
         // A new file is durable only once its name is (once per segment, not per batch).
         if self.new_segment {
@@ -306,7 +365,7 @@ impl Writer {
 
     fn rotate_and_clean(&mut self) -> io::Result<()> {
         if let Some((_, _, size)) = &self.current
-            && *size >= SEGMENT_BYTES
+            && *size >= self.segment_bytes
         {
             self.current = None; // the next append opens a new segment
         }
@@ -450,6 +509,36 @@ fn set_aside(dir: &Path, records: &[(u64, Vec<u8>, String)]) -> io::Result<Vec<u
     Ok(seqs)
 }
 
+/// A spare segment of `bytes` zeros, on disk and synced: allocated, written blocks, so that
+/// later writes into it change no file system metadata. Named after the sequence number
+/// that asked for it; renamed to a segment when taken.
+fn prepare_spare(dir: &Path, asked_at: u64, bytes: u64) -> io::Result<PathBuf> {
+    let path = dir.join(format!("spare-{asked_at:020}.tmp"));
+    let file = File::create(&path)?;
+    let mut done = 0u64;
+    while done < bytes {
+        let n = (bytes - done).min(ZEROS.len() as u64);
+        std::os::unix::fs::FileExt::write_all_at(&file, &ZEROS[..n as usize], done)?;
+        done += n;
+        if done.is_multiple_of(ZERO_SYNC_BYTES) || done == bytes {
+            file.sync_data()?;
+        }
+    }
+    Ok(path)
+}
+
+/// Spares left by an earlier run (never part of the log).
+fn remove_spares(dir: &Path) -> io::Result<()> {
+    for e in fs::read_dir(dir)? {
+        let path = e?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("spare-") && name.ends_with(".tmp") {
+            fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
 fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
     for e in fs::read_dir(dir)? {
@@ -502,7 +591,12 @@ fn read_segment(path: &Path) -> io::Result<Vec<Logged>> {
         at += 8 + len;
     }
     if at < data.len() {
-        tracing::warn!(path = %path.display(), kept = at, dropped = data.len() - at, "cutting a torn record off the delivery log");
+        // Zeros only (a zero length never frames a record): the unused end of a spare
+        // segment, trimmed to give the space back (no segment is written again after a
+        // start). Anything else is a torn record.
+        if data[at..].iter().any(|b| *b != 0) {
+            tracing::warn!(path = %path.display(), kept = at, dropped = data.len() - at, "cutting a torn record off the delivery log");
+        }
         OpenOptions::new()
             .write(true)
             .open(path)?
@@ -625,6 +719,94 @@ mod tests {
         let (_spool, rec) = Spool::open(&d)?;
         assert!(rec.pending.is_empty());
         assert!(list_segments(&d)?.is_empty());
+        Ok(())
+    }
+
+    /// Once a segment is half full, the next one is prepared as a file of zeros; appends
+    /// go into it, and at the next start the records come back whole, the unused zeros are
+    /// trimmed, and leftover spares are removed.
+    #[tokio::test]
+    async fn spare_segments_are_used_and_read_back() -> io::Result<()> {
+        let d = dir()?;
+        let segment = 4096;
+        let (spool, _) = Spool::open_with(&d, segment)?;
+        let mut seqs = Vec::new();
+        for i in 0..60 {
+            seqs.push(
+                spool
+                    .append(&format!("id-{i}"), "ping", i, 2, &ping(&"z".repeat(200)))
+                    .await?,
+            );
+            // Give the spare time to be written, so the next segment is the spare.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let sizes: Vec<u64> = list_segments(&d)?
+            .iter()
+            .map(|(_, p)| fs::metadata(p).map(|m| m.len()))
+            .collect::<io::Result<_>>()?;
+        assert!(sizes.len() >= 3, "{sizes:?}");
+        // A spare is exactly `segment` long until its records pass that size.
+        assert!(
+            sizes.contains(&segment),
+            "no segment was a spare: {sizes:?}"
+        );
+        spool.ack(seqs[0]);
+        drop(spool);
+        stopped();
+        fs::write(d.join("spare-00000000000000000099.tmp"), [0u8; 16])?; // a crash mid-spare
+        let (_spool, rec) = Spool::open_with(&d, segment)?;
+        let back: Vec<u64> = rec.pending.iter().map(|r| r.seq).collect();
+        assert_eq!(
+            back,
+            seqs[1..],
+            "every record after the acked one, in order"
+        );
+        assert!(
+            rec.pending
+                .iter()
+                .all(|r| r.event == ping(&"z".repeat(200)))
+        );
+        for (_, path) in list_segments(&d)? {
+            let data = fs::read(&path)?;
+            assert!(
+                data.last() != Some(&0),
+                "{}: zeros left at the end",
+                path.display()
+            );
+        }
+        let spares = fs::read_dir(&d)?
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("spare-"))
+            })
+            .count();
+        assert_eq!(spares, 0, "spares are removed at start");
+        Ok(())
+    }
+
+    /// In a spare segment a torn record is followed by zeros: it is still cut off, and the
+    /// records before it are kept.
+    #[tokio::test]
+    async fn a_torn_record_before_zeros_is_cut() -> io::Result<()> {
+        let d = dir()?;
+        let (spool, _) = Spool::open(&d)?;
+        spool.append("whole", "ping", 1, 2, &ping("w")).await?;
+        drop(spool);
+        stopped();
+        let (_, path) = list_segments(&d)?.pop().expect("one segment on disk");
+        let good = fs::metadata(&path)?.len();
+        let mut f = OpenOptions::new().append(true).open(&path)?;
+        f.write_all(&[200, 0, 0, 0, 1, 2, 3])?; // half a record
+        f.write_all(&[0u8; 4096])?; // then the spare's zeros
+        drop(f);
+        let (_spool, rec) = Spool::open(&d)?;
+        assert_eq!(rec.pending.len(), 1);
+        assert_eq!(rec.pending[0].id, "whole");
+        assert_eq!(
+            fs::metadata(&path)?.len(),
+            good,
+            "cut back to the last whole record"
+        );
         Ok(())
     }
 
