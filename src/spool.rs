@@ -661,6 +661,17 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 
+    /// A log holding one delivery (seq 1), closed: its directory and its one segment.
+    async fn closed_log_of_one(id: &str) -> io::Result<(PathBuf, PathBuf)> {
+        let d = dir()?;
+        let (spool, _) = Spool::open(&d)?;
+        spool.append(id, "ping", 1, 2, &ping(id)).await?;
+        drop(spool);
+        stopped();
+        let (_, path) = list_segments(&d)?.pop().expect("one segment on disk");
+        Ok((d, path))
+    }
+
     #[tokio::test]
     async fn unacknowledged_deliveries_come_back_after_a_crash() -> io::Result<()> {
         let d = dir()?;
@@ -691,12 +702,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_torn_tail_is_cut_and_the_rest_kept() -> io::Result<()> {
-        let d = dir()?;
-        let (spool, _) = Spool::open(&d)?;
-        spool.append("whole", "ping", 1, 2, &ping("w")).await?;
-        drop(spool);
-        stopped();
-        let (_, path) = list_segments(&d)?.pop().expect("one segment on disk");
+        let (d, path) = closed_log_of_one("whole").await?;
         let mut f = OpenOptions::new().append(true).open(&path)?;
         f.write_all(&[200, 0, 0, 0, 1, 2, 3])?; // half a record
         drop(f);
@@ -788,12 +794,7 @@ mod tests {
     /// records before it are kept.
     #[tokio::test]
     async fn a_torn_record_before_zeros_is_cut() -> io::Result<()> {
-        let d = dir()?;
-        let (spool, _) = Spool::open(&d)?;
-        spool.append("whole", "ping", 1, 2, &ping("w")).await?;
-        drop(spool);
-        stopped();
-        let (_, path) = list_segments(&d)?.pop().expect("one segment on disk");
+        let (d, path) = closed_log_of_one("whole").await?;
         let good = fs::metadata(&path)?.len();
         let mut f = OpenOptions::new().append(true).open(&path)?;
         f.write_all(&[200, 0, 0, 0, 1, 2, 3])?; // half a record
@@ -840,11 +841,7 @@ mod tests {
     /// `unreadable/`, counted as handled, and the rest of the log goes on.
     #[tokio::test]
     async fn undecodable_records_are_kept_aside_not_dropped() -> io::Result<()> {
-        let d = dir()?;
-        let (spool, _) = Spool::open(&d)?;
-        spool.append("good", "ping", 1, 2, &ping("g")).await?;
-        drop(spool);
-        stopped();
+        let (d, path) = closed_log_of_one("good").await?;
         // A record from some future build: same framing, an event this one does not know.
         let mut rest = Vec::new();
         rest.extend_from_slice(&3i64.to_le_bytes());
@@ -854,7 +851,6 @@ mod tests {
         rest.extend_from_slice(&4u16.to_le_bytes());
         rest.extend_from_slice(b"ping");
         rest.extend_from_slice(br#"{"SomethingNew":{}}"#);
-        let (_, path) = list_segments(&d)?.pop().expect("one segment on disk");
         let mut payload = 2u64.to_le_bytes().to_vec();
         payload.extend_from_slice(&rest);
         frame(&mut OpenOptions::new().append(true).open(&path)?, &payload)?;
