@@ -25,8 +25,10 @@
 //! Once a segment is half full, the next is prepared off the append path: `spare-*.tmp`, a
 //! file of synced zeros. Appends into it overwrite blocks that already exist, so their
 //! `fdatasync` commits no file-system metadata (on ext4 here: 0.10 instead of 0.18 ms and
-//! about half the CPU per sync). The unused zeros at the end of a segment read as its end. Segments without the magic are
-//! the first format (the raw body in place of the event JSON); they are still read.
+//! about half the CPU per sync). The unused zeros at the end of a segment read as its end.
+//!
+//! Segments without the magic are the first format (the raw body in place of the event
+//! JSON); they are still read.
 //! A record that passes its checksum but cannot be decoded (a format this build does not
 //! know) is copied to `unreadable/` for an operator and not processed: never dropped.
 
@@ -40,7 +42,7 @@ use std::sync::{Arc, mpsc};
 use tokio::sync::oneshot;
 
 /// Segments are closed past this size (records are never split across segments).
-pub const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 /// Zeros are synced to a spare segment this much at a time, so that preparing one never
 /// floods the disk queue ahead of the appends' `fsync`s.
 const ZERO_SYNC_BYTES: u64 = 1024 * 1024;
@@ -319,9 +321,8 @@ impl Writer {
         Ok(())
     }
 
-    /// A new segment's file: the spare if it is ready (writes into it overwrite zeros, and
-    /// their `fdatasync` need not commit the file system journal: about 40 % less time and
-    /// CPU per sync, bench/README.md), else an empty file that grows as it is written.
+    /// A new segment's file: the spare if it is ready (see the module's comment), else an
+    /// empty file that grows as it is written.
     fn new_segment_file(&mut self, path: &Path) -> io::Result<File> {
         if self.spare.as_ref().is_some_and(|h| h.is_finished()) {
             let handle = self.spare.take().expect("checked above");
