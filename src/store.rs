@@ -891,11 +891,7 @@ impl Store {
     }
 
     /// Other instances that beat within `within` of now (the database's clock).
-    pub async fn other_instances(
-        &self,
-        me: &str,
-        within: std::time::Duration,
-    ) -> Result<Vec<InstanceRow>> {
+    pub async fn other_instances(&self, me: &str, within: Duration) -> Result<Vec<InstanceRow>> {
         self.client
             .query(&format!(
                 "SELECT ?fields FROM {} FINAL
