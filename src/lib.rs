@@ -1,25 +1,21 @@
 //! autorevert: a GitHub App that restarts failed PyTorch trunk runs on `trunk/{sha}`,
 //! confirms the restart in ClickHouse and records whether the failure reproduced.
 //!
-//! Layout: `webhook` (intake) -> `events` (our narrow payload types) -> `pipeline`
-//! (workers) -> `decide` (pure decisions) -> effects through `github` and `store`.
-//! `ledger` is the restart state, `outcome` judges restarts job by job, `cli` and `server`
-//! are the entry points.
+//! The house, top to bottom (imports only run downward; `tests/layout.rs` checks it):
+//! * `cli` (the thin binary's commands) and `config` (flags and environment);
+//! * `server`: the App assembled, its routes, serving and draining;
+//! * `background`: periodic tasks (reconciler, redelivery sweep, heartbeat);
+//! * `pipeline`: queues and workers, effects behind interfaces, follow-ups;
+//! * `store` (ClickHouse), `restart` (the domain: pure decisions, lifecycle, verdicts),
+//!   `github` (the REST client and dispatch protocol);
+//! * `intake`: the webhook, the delivery log, our own event types.
 
+pub mod background;
 pub mod cli;
 pub mod config;
-pub mod decide;
-pub mod events;
 pub mod github;
-pub mod instances;
-pub mod ledger;
-pub mod outcome;
+pub mod intake;
 pub mod pipeline;
-pub mod reconcile;
-pub mod recorder;
-pub mod redeliver;
+pub mod restart;
 pub mod server;
-pub mod spool;
 pub mod store;
-pub mod webhook;
-pub mod workflow_file;

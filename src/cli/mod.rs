@@ -1,0 +1,195 @@
+//! The command line: `serve`, `migrate`, `restart`, `check`, `replay`.
+
+mod check;
+mod replay;
+mod restart;
+mod serve;
+
+use crate::config::{ClickHouseArgs, GitHubArgs, PolicyArgs, ServeArgs};
+use crate::store::Store;
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "autorevert",
+    version,
+    about = "Restarts failed PyTorch trunk runs and records the evidence in ClickHouse"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start-up; boxing buys nothing
+enum Cmd {
+    /// Run the GitHub App (webhook server).
+    Serve {
+        #[command(flatten)]
+        serve: ServeArgs,
+        #[command(flatten)]
+        github: GitHubArgs,
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Create or update the ClickHouse schema (and the local mirror when ingestion is on).
+    Migrate {
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
+    },
+    /// Dispatch a workflow on trunk/<sha> by hand.
+    Restart {
+        /// Workflow file (trunk.yml) or display name (trunk).
+        workflow: String,
+        /// Commit SHA (40 hex characters).
+        sha: String,
+        #[arg(long, default_value = "pytorch/pytorch")]
+        repo: String,
+        /// Print the request without sending it.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        github: GitHubArgs,
+    },
+    /// Has this commit been restarted, is the restart confirmed, what was the outcome?
+    /// Exit code: 0 confirmed or completed, 2 never restarted, 3 restarted but not confirmed.
+    Check {
+        /// Workflow display name (trunk).
+        workflow: String,
+        sha: String,
+        #[arg(long, default_value = "pytorch/pytorch")]
+        repo: String,
+        /// Also report the kill switch (needs GitHub credentials).
+        #[arg(
+            long,
+            env = "KILL_SWITCH_LABEL",
+            default_value = "ci: disable-autorevert"
+        )]
+        kill_switch_label: String,
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
+        #[command(flatten)]
+        github: GitHubArgs,
+    },
+    /// Send payload files to a running App as GitHub would; without --url, run them through
+    /// the decisions in-process (dry run) and print each decision.
+    Replay {
+        /// Payload files (raw bodies, or Probot envelopes {name, id, payload}).
+        #[arg(required = true)]
+        payloads: Vec<PathBuf>,
+        /// The App's webhook URL, e.g. http://127.0.0.1:8080/webhook.
+        #[arg(long)]
+        url: Option<String>,
+        /// X-GitHub-Event; by default taken from the file name (workflow_run.*.json) or the body.
+        #[arg(long)]
+        event: Option<String>,
+        /// Secret to sign with (the first of WEBHOOK_SECRET).
+        #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+        webhook_secret: Option<String>,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("autorevert: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("autorevert: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Cmd::Serve {
+            serve,
+            github,
+            clickhouse,
+            policy,
+        } => serve::run(serve, github, clickhouse, policy).await,
+        Cmd::Migrate { clickhouse } => {
+            let cfg = clickhouse.validate()?;
+            let store = Store::new(&cfg);
+            store
+                .ping()
+                .await
+                .with_context(|| format!("at {}", cfg.display_url()))?;
+            let applied = store.migrate().await?;
+            println!(
+                "schema of {} at {} is current ({} step(s) applied now{}){}",
+                cfg.tables.database,
+                cfg.display_url(),
+                applied.len(),
+                if cfg.ingest {
+                    "; local mirror present"
+                } else {
+                    ""
+                },
+                applied
+                    .iter()
+                    .map(|a| format!("\n  {a}"))
+                    .collect::<String>()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Restart {
+            workflow,
+            sha,
+            repo,
+            dry_run,
+            github,
+        } => restart::run(workflow, sha, repo, dry_run, github).await,
+        Cmd::Check {
+            workflow,
+            sha,
+            repo,
+            kill_switch_label,
+            clickhouse,
+            github,
+        } => check::run(workflow, sha, repo, kill_switch_label, clickhouse, github).await,
+        Cmd::Replay {
+            payloads,
+            url,
+            event,
+            webhook_secret,
+            policy,
+        } => replay::run(payloads, url, event, webhook_secret, policy).await,
+    }
+}
+
+/// A full commit SHA, or a message that says what is wrong with it.
+fn check_sha(sha: &str) -> Result<()> {
+    if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("{sha:?} is not a full commit SHA (40 hex characters)");
+    }
+    Ok(())
+}

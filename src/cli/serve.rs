@@ -1,0 +1,75 @@
+//! `autorevert serve`: the App.
+
+use crate::config::{ClickHouseArgs, GitHubArgs, PolicyArgs, ServeArgs};
+use crate::github::GitHub;
+use crate::pipeline::Timing;
+use crate::restart::RestartAction;
+use crate::server;
+use crate::store::Store;
+use anyhow::{Context, Result, bail};
+use std::process::ExitCode;
+use std::time::Duration;
+
+pub async fn run(
+    serve: ServeArgs,
+    github: GitHubArgs,
+    clickhouse: ClickHouseArgs,
+    policy: PolicyArgs,
+) -> Result<ExitCode> {
+    let serve = serve.validate()?;
+    let gh = github.validate()?;
+    let ch = clickhouse.validate()?;
+    let policy = policy.validate(ch.ingest)?;
+    if policy.action == RestartAction::Run && gh.is_none() {
+        bail!(
+            "RESTART_ACTION=run needs GitHub credentials: GITHUB_APP_ID with GITHUB_APP_PRIVATE_KEY(_PATH), \
+             or GITHUB_TOKEN; RESTART_ACTION=log runs without them"
+        );
+    }
+    let store = Store::new(&ch);
+    store
+        .ping()
+        .await
+        .with_context(|| format!("ClickHouse at {}", ch.display_url()))?;
+    store.migrate().await?;
+    let github = gh.as_ref().map(GitHub::new).transpose()?;
+    let app = server::assemble(server::Parts {
+        policy: policy.clone(),
+        store: Some(store),
+        github,
+        timing: Timing {
+            confirm_window: serve.confirm_window,
+            confirm_backoff: serve.confirm_backoff,
+            dispatch_lookup_delay: serve.dispatch_lookup_delay,
+            kill_switch_ttl: serve.kill_switch_ttl,
+        },
+        secrets: serve.secrets.clone(),
+        spool_dir: Some(serve.spool_dir.clone()),
+        workers: serve.workers,
+        queue_capacity: serve.queue_capacity,
+        queue_wait: serve.queue_wait,
+        reconcile: serve.reconcile,
+        redeliver: serve.redeliver,
+        heartbeat: Some(Duration::from_secs(30)),
+    })
+    .await?;
+    let listener = tokio::net::TcpListener::bind(serve.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", serve.listen))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        clickhouse = ch.display_url(),
+        database = ch.tables.database,
+        ingest = ch.ingest,
+        repos = ?policy.repos,
+        workflows = ?policy.workflows,
+        restart_action = %policy.action,
+        github = gh.as_ref().map(|g| g.api_url.to_string()).unwrap_or_else(|| "none".into()),
+        delivery_log = %serve.spool_dir.display(),
+        restarts_loaded = app.restarts_loaded,
+        deliveries_recovered = app.recovered,
+        "autorevert is serving"
+    );
+    server::serve(listener, app, Duration::from_secs(20)).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,150 @@
+//! GitHub: the client (App JWT -> installation tokens, one client per installation) and
+//! what the App asks of the REST API: `dispatch` (the dispatch protocol), `actions` (runs,
+//! jobs, workflows), `kill_switch`, `hooks` (the App's webhook deliveries), over
+//! `transport` (GET with the one retry layer for reads).
+//!
+//! octocrab is built without its `retry` feature, so nothing below retries a request by
+//! itself. Two kinds of resend exist, both safe by construction:
+//! * after a 401, octocrab clears the cached installation token and sends once more with a
+//!   fresh one; GitHub rejected the first attempt before acting on it;
+//! * `get_json` retries reads (GET) on 5xx, transport errors and rate limits.
+//!
+//! The dispatch POST is never retried here: an unknown outcome (5xx, timeout) is reported
+//! as such, and the caller lists the runs on `trunk/{sha}` before sending anything again.
+
+pub mod actions;
+pub mod dispatch;
+pub mod hooks;
+pub mod kill_switch;
+mod transport;
+pub mod workflow_file;
+
+pub use dispatch::{DispatchRequest, DispatchResult};
+pub use hooks::HookDelivery;
+pub use kill_switch::KillSwitch;
+
+use anyhow::{Context, Result, anyhow};
+use octocrab::Octocrab;
+use octocrab::models::{AppId, InstallationId};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use transport::{error_chain, get_json};
+use url::Url;
+
+/// How the App authenticates to GitHub.
+#[derive(Clone)]
+pub enum GitHubAuth {
+    App {
+        app_id: u64,
+        key: jsonwebtoken::EncodingKey,
+    },
+    Token(SecretString),
+}
+
+#[derive(Clone)]
+pub struct GitHubConfig {
+    pub api_url: Url,
+    pub auth: GitHubAuth,
+    pub timeout: Duration,
+}
+
+#[derive(Clone)]
+pub struct GitHub {
+    base: Arc<Octocrab>,
+    is_app: bool,
+    installations: Arc<Mutex<HashMap<u64, Arc<Octocrab>>>>,
+    /// Held while a token is looked up, so concurrent first requests fetch one token.
+    token_lock: Arc<tokio::sync::Mutex<()>>,
+    repo_installations: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+#[derive(Deserialize)]
+struct InstallationRef {
+    id: u64,
+}
+
+impl GitHub {
+    pub fn new(cfg: &GitHubConfig) -> Result<GitHub> {
+        // octocrab's TLS stack needs a process-wide crypto provider; ring is the one we build.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let builder = Octocrab::builder()
+            .base_uri(cfg.api_url.as_str())
+            .context("GITHUB_API_URL is not usable as a base URI")?
+            .set_connect_timeout(Some(cfg.timeout))
+            .set_read_timeout(Some(cfg.timeout))
+            .set_write_timeout(Some(cfg.timeout));
+        let (builder, is_app) = match &cfg.auth {
+            GitHubAuth::App { app_id, key } => (builder.app(AppId(*app_id), key.clone()), true),
+            GitHubAuth::Token(t) => (builder.personal_token(t.expose_secret().to_string()), false),
+        };
+        Ok(GitHub {
+            base: Arc::new(builder.build().context("building the GitHub client")?),
+            is_app,
+            installations: Default::default(),
+            token_lock: Default::default(),
+            repo_installations: Default::default(),
+        })
+    }
+
+    /// Whether this client authenticates as a GitHub App (App-level endpoints need it).
+    pub fn is_app(&self) -> bool {
+        self.is_app
+    }
+
+    /// The client acting as an installation. One client per installation is kept behind an
+    /// `Arc`: octocrab caches the token inside it (until 30 s before `expires_at`), and its
+    /// `Clone` copies that cache by value, so a clone would fetch and refresh a token of its own.
+    async fn client_for(&self, repo: &str, installation: Option<u64>) -> Result<Arc<Octocrab>> {
+        if !self.is_app {
+            return Ok(self.base.clone());
+        }
+        let id = match installation {
+            Some(id) => id,
+            None => self.installation_of(repo).await?,
+        };
+        let client = {
+            let mut map = self.installations.lock().expect("installations lock");
+            match map.get(&id) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = Arc::new(
+                        self.base
+                            .installation(InstallationId(id))
+                            .context("the GitHub client is not App-authenticated")?,
+                    );
+                    map.insert(id, c.clone());
+                    c
+                }
+            }
+        };
+        // Make sure a token is at hand (cached, or fetched with the App JWT) before any
+        // request: a failure here means nothing was sent, which callers can rely on.
+        // One lookup at a time, so concurrent first requests share one fetched token.
+        let _one_fetch_at_a_time = self.token_lock.lock().await;
+        client.installation_token().await.map_err(|e| {
+            anyhow!(
+                "could not get an installation token for installation {id}: {}",
+                error_chain(&e)
+            )
+        })?;
+        Ok(client)
+    }
+
+    /// `GET /repos/{owner}/{repo}/installation` (App JWT), cached per repository.
+    pub async fn installation_of(&self, repo: &str) -> Result<u64> {
+        if let Some(id) = self.repo_installations.lock().expect("lock").get(repo) {
+            return Ok(*id);
+        }
+        let inst: InstallationRef = get_json(&self.base, &format!("/repos/{repo}/installation"))
+            .await
+            .with_context(|| format!("the App is not installed on {repo}"))?;
+        self.repo_installations
+            .lock()
+            .expect("lock")
+            .insert(repo.to_string(), inst.id);
+        Ok(inst.id)
+    }
+}

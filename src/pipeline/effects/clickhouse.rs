@@ -1,0 +1,42 @@
+//! `Evidence` in ClickHouse: rows go through the recorder (batched INSERTs, acks behind
+//! them), reads go to the store.
+
+use super::Evidence;
+use crate::restart::{JobState, Restart, RestartKey};
+use crate::store::Store;
+use crate::store::recorder::{Entry, Recorder};
+use anyhow::Result;
+
+pub struct ClickHouseEvidence {
+    store: Store,
+    recorder: Recorder,
+}
+
+impl ClickHouseEvidence {
+    pub fn new(store: Store, recorder: Recorder) -> ClickHouseEvidence {
+        ClickHouseEvidence { store, recorder }
+    }
+}
+
+#[async_trait::async_trait]
+impl Evidence for ClickHouseEvidence {
+    async fn record(&self, entry: Entry) {
+        self.recorder.add(entry).await
+    }
+
+    async fn flush(&self) -> bool {
+        self.recorder.flush().await
+    }
+
+    async fn restarts(&self, days: u32) -> Result<Vec<Restart>> {
+        self.store.load_restarts(days).await
+    }
+
+    async fn job_states(&self, repo: &str, run_id: u64) -> Result<Vec<JobState>> {
+        self.store.job_states(repo, run_id).await
+    }
+
+    async fn restart_visible(&self, key: &RestartKey) -> Result<bool> {
+        self.store.restart_visible(key).await
+    }
+}

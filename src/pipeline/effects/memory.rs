@@ -1,0 +1,69 @@
+//! `Evidence` in memory, for the in-process `replay`: job states are kept so a restart can
+//! be judged; everything else is only logged. Nothing survives the process.
+
+use super::Evidence;
+use crate::restart::{JobState, Restart, RestartKey, trunk_ref};
+use crate::store::recorder::Entry;
+use anyhow::Result;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+/// (repo, run id) -> job id -> (state, workflow name, head branch)
+type Jobs = HashMap<(String, u64), BTreeMap<u64, (JobState, String, String)>>;
+
+#[derive(Default)]
+pub struct MemoryEvidence {
+    jobs: Mutex<Jobs>,
+}
+
+#[async_trait::async_trait]
+impl Evidence for MemoryEvidence {
+    async fn record(&self, entry: Entry) {
+        match entry {
+            Entry::Job(row) => {
+                let (repo, run_id, job_id) = row.identity();
+                self.jobs
+                    .lock()
+                    .expect("memory evidence lock")
+                    .entry((repo.to_string(), run_id))
+                    .or_default()
+                    .insert(
+                        job_id,
+                        (
+                            row.state(),
+                            row.workflow_name().into(),
+                            row.head_branch().into(),
+                        ),
+                    );
+            }
+            _ => {}
+        }
+    }
+
+    async fn flush(&self) -> bool {
+        true
+    }
+
+    async fn restarts(&self, _days: u32) -> Result<Vec<Restart>> {
+        Ok(vec![])
+    }
+
+    async fn job_states(&self, repo: &str, run_id: u64) -> Result<Vec<JobState>> {
+        let jobs = self.jobs.lock().expect("memory evidence lock");
+        Ok(jobs
+            .get(&(repo.to_string(), run_id))
+            .map(|m| m.values().map(|(s, _, _)| s.clone()).collect())
+            .unwrap_or_default())
+    }
+
+    /// A job of the workflow recorded on `trunk/<sha>` (what PyTorch's query looks for).
+    async fn restart_visible(&self, key: &RestartKey) -> Result<bool> {
+        let branch = trunk_ref(&key.head_sha);
+        let jobs = self.jobs.lock().expect("memory evidence lock");
+        Ok(jobs.iter().any(|((repo, _), m)| {
+            *repo == key.repo
+                && m.values()
+                    .any(|(_, workflow, head)| *workflow == key.workflow && *head == branch)
+        }))
+    }
+}

@@ -1,0 +1,64 @@
+//! The pipeline's effects, behind two small interfaces, so that `serve`, the in-process
+//! `replay` and the tests build the same engine and no `Option` stands in for a mode:
+//! * `Evidence`: where records go and evidence is read back (ClickHouse, or memory);
+//! * `Actions`: what the App asks of GitHub (the real API, or "nothing is ever sent").
+
+mod clickhouse;
+mod github;
+mod memory;
+
+pub use clickhouse::ClickHouseEvidence;
+pub use github::NoGitHub;
+pub use memory::MemoryEvidence;
+
+use crate::github::{DispatchRequest, DispatchResult, KillSwitch};
+use crate::intake::events::{Job, Run};
+use crate::restart::{JobState, Restart, RestartKey};
+use crate::store::recorder::Entry;
+use anyhow::Result;
+
+/// Where the App's records go and its evidence is read back.
+#[async_trait::async_trait]
+pub trait Evidence: Send + Sync {
+    /// Keeps a record (batched; a delivery's `Ack` travels behind its rows).
+    async fn record(&self, entry: Entry);
+    /// Writes what is held, before reading what was recorded; false if that failed.
+    async fn flush(&self) -> bool;
+    /// Restarts to resume at start-up (requested within `days`).
+    async fn restarts(&self, days: u32) -> Result<Vec<Restart>>;
+    /// The latest known state of every job of a run.
+    async fn job_states(&self, repo: &str, run_id: u64) -> Result<Vec<JobState>>;
+    /// Whether the restart's jobs are visible (PyTorch's confirmation query).
+    async fn restart_visible(&self, key: &RestartKey) -> Result<bool>;
+}
+
+/// What the pipeline asks of GitHub. Reads are retried by the client's one retry layer;
+/// `dispatch` is sent once and reports what it came to.
+#[async_trait::async_trait]
+pub trait Actions: Send + Sync {
+    /// Sends a dispatch once. An error before the POST (no installation token) is
+    /// `NotSent`: nothing reached GitHub.
+    async fn dispatch(&self, req: &DispatchRequest, installation: Option<u64>) -> DispatchResult;
+    /// Runs of a workflow dispatched on `git_ref`.
+    async fn dispatched_runs(
+        &self,
+        repo: &str,
+        workflow_file: &str,
+        git_ref: &str,
+        installation: Option<u64>,
+    ) -> Result<Vec<Run>>;
+    /// Every job of a run's latest attempt.
+    async fn run_jobs(
+        &self,
+        repo: &str,
+        run_id: u64,
+        installation: Option<u64>,
+    ) -> Result<Vec<Job>>;
+    /// The kill switch of a repository, if one is on.
+    async fn kill_switch(
+        &self,
+        repo: &str,
+        label: &str,
+        installation: Option<u64>,
+    ) -> Result<Option<KillSwitch>>;
+}

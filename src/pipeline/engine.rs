@@ -1,0 +1,248 @@
+//! The engine: one delivery in, its decision taken under the ledger's lock, its commands
+//! carried out. Writes of evidence come first, then what reads them; slow steps go to
+//! follow-ups.
+
+use super::effects::{Actions, Evidence};
+use super::follow_ups::confirm::Confirm;
+use super::follow_ups::evaluate::Evaluate;
+use super::follow_ups::settle::Settle;
+use super::follow_ups::{Activity, FollowUps, Kind, dispatch};
+use super::kill_switch::KillSwitches;
+use super::restarts::Restarts;
+use crate::intake::{Delivery, Event};
+use crate::restart::{
+    Command, Policy, Restart, RestartKey, Status, decide, hold_for_kill_switch, may_dispatch,
+    retry_due,
+};
+use crate::store::mirror::{MirrorJobRow, MirrorRunRow};
+use crate::store::recorder::Entry;
+use crate::store::rows::{DeliveryRow, EventRow, JobResultRow};
+use chrono::Utc;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Timing {
+    pub confirm_window: Duration,
+    pub confirm_backoff: Duration,
+    pub dispatch_lookup_delay: Duration,
+    pub kill_switch_ttl: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            confirm_window: Duration::from_secs(1800),
+            confirm_backoff: Duration::from_millis(500),
+            dispatch_lookup_delay: Duration::from_secs(5),
+            kill_switch_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything the workers share.
+pub struct Engine {
+    pub policy: Policy,
+    restarts: Arc<Restarts>,
+    evidence: Arc<dyn Evidence>,
+    activity: Arc<Activity>,
+    follow_ups: FollowUps,
+    kill_switches: KillSwitches,
+    settle: Settle,
+    confirm: Confirm,
+    evaluate: Evaluate,
+}
+
+impl Engine {
+    pub fn new(
+        policy: Policy,
+        evidence: Arc<dyn Evidence>,
+        github: Arc<dyn Actions>,
+        timing: Timing,
+    ) -> Engine {
+        let restarts = Arc::new(Restarts::new(evidence.clone()));
+        let activity = Arc::new(Activity::default());
+        Engine {
+            kill_switches: KillSwitches::new(
+                policy.kill_switch_label.clone(),
+                timing.kill_switch_ttl,
+            ),
+            policy,
+            follow_ups: FollowUps::new(activity.clone()),
+            activity,
+            settle: Settle {
+                restarts: restarts.clone(),
+                github: github.clone(),
+                lookup_delay: timing.dispatch_lookup_delay,
+            },
+            confirm: Confirm {
+                restarts: restarts.clone(),
+                evidence: evidence.clone(),
+                window: timing.confirm_window,
+                backoff: timing.confirm_backoff,
+            },
+            evaluate: Evaluate {
+                restarts: restarts.clone(),
+                evidence: evidence.clone(),
+                github,
+            },
+            restarts,
+            evidence,
+        }
+    }
+
+    /// Loads the ledger and resumes restarts that were mid-dispatch when the process
+    /// stopped (their run is looked up before anything is sent again).
+    pub async fn resume(&self) -> anyhow::Result<usize> {
+        let loaded = self.evidence.restarts(30).await?;
+        let n = loaded.len();
+        // Died mid-dispatch (never answered): list the runs first and send once more only if
+        // none appeared. An unknown outcome already had its one resend: look only.
+        let unsettled: Vec<(String, bool)> = loaded
+            .iter()
+            .filter(|r| {
+                matches!(r.status, Status::Dispatching | Status::DispatchUnknown)
+                    && r.restart_run_id.is_none()
+            })
+            .map(|r| {
+                let may_resend = r.status == Status::Dispatching
+                    || r.dispatch_attempts < crate::restart::MAX_DISPATCH_ATTEMPTS;
+                (r.restart_id.clone(), may_resend)
+            })
+            .collect();
+        self.restarts.load(loaded);
+        for (id, may_resend) in unsettled {
+            self.settle.spawn(&self.follow_ups, &id, may_resend);
+        }
+        Ok(n)
+    }
+
+    /// Settles a restart whose dispatch outcome is unknown (the reconciler's entry).
+    pub fn settle(&self, restart_id: &str) {
+        self.settle.spawn(&self.follow_ups, restart_id, true);
+    }
+
+    /// Whether a commit whose dispatches GitHub refused is due another try (backoff passed).
+    pub fn retry_due(&self, key: &RestartKey) -> bool {
+        self.restarts
+            .read(|l| retry_due(l.restarts(key), l, &self.policy, Utc::now()))
+    }
+
+    pub fn restarts(&self) -> &Arc<Restarts> {
+        &self.restarts
+    }
+
+    pub fn restart(&self, restart_id: &str) -> Option<Restart> {
+        self.restarts.get(restart_id)
+    }
+
+    pub fn activity(&self) -> &Arc<Activity> {
+        &self.activity
+    }
+
+    /// Waits until no delivery or follow-up is in flight (tests, replay, shutdown), then
+    /// writes what the recorder holds.
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        let idle = self.activity.wait_idle(timeout).await;
+        self.evidence.flush().await;
+        idle
+    }
+
+    /// Decides and carries out one delivery; returns what was decided.
+    pub async fn handle(&self, d: &Delivery) -> Vec<Command> {
+        let switch = match &d.event {
+            Event::WorkflowRun(e) if may_dispatch(&d.event) => {
+                let github = self.settle.github.as_ref();
+                self.kill_switches
+                    .check(github, &e.repo, e.installation_id)
+                    .await
+            }
+            _ => None,
+        };
+        let commands = self.restarts.decide_and_claim(|ledger| {
+            let commands = decide(&d.event, &d.id, ledger, &self.policy, Utc::now());
+            match &switch {
+                Some(ks) => hold_for_kill_switch(commands, &ks.to_string()),
+                None => commands,
+            }
+        });
+        let (writes, rest): (Vec<&Command>, Vec<&Command>) =
+            commands.iter().partition(|c| c.writes_evidence());
+        for c in writes.into_iter().chain(rest) {
+            self.execute(c, d).await;
+        }
+        let row = DeliveryRow::of(d, &commands, Utc::now());
+        self.evidence.record(Entry::Delivery(row)).await;
+        commands
+    }
+
+    /// Marks a handled delivery done in the delivery log, behind its recorded rows.
+    pub async fn acknowledge(&self, seq: Option<u64>) {
+        if let Some(seq) = seq {
+            self.evidence.record(Entry::Ack(seq)).await;
+        }
+    }
+
+    async fn execute(&self, c: &Command, d: &Delivery) {
+        let record = |e: Entry| self.evidence.record(e);
+        match c {
+            Command::Ignore { .. } => {}
+            Command::Skip {
+                key,
+                original_run_id,
+                reason,
+            } => {
+                tracing::info!(%key, original_run_id, reason, "restart skipped");
+                self.restarts
+                    .log(EventRow::skipped(key, &d.id, reason.clone()))
+                    .await;
+            }
+            Command::Dispatch { restart } => {
+                let r = (**restart).clone();
+                dispatch::dispatch(&self.settle, &self.follow_ups, r, d.replayed).await
+            }
+            Command::RecordJob { repo, job } => {
+                record(Entry::Job(JobResultRow::new(repo, job))).await
+            }
+            Command::MirrorRun { repo, run } => {
+                record(Entry::MirrorRun(MirrorRunRow::new(repo, run))).await
+            }
+            Command::MirrorJob { repo, job } => {
+                record(Entry::MirrorJob(MirrorJobRow::new(repo, job))).await
+            }
+            Command::AttachRun {
+                restart_id,
+                run_id,
+                run_url,
+            } => {
+                let t = crate::restart::Transition::RunAttached {
+                    run_id: *run_id,
+                    run_url: run_url.clone(),
+                };
+                self.restarts.on_transition(restart_id, t).await;
+            }
+            Command::Confirm { restart_id } => {
+                let (confirm, id) = (self.confirm.clone(), restart_id.clone());
+                self.follow_ups.spawn(
+                    Kind::Confirm,
+                    restart_id,
+                    async move { confirm.run(&id).await },
+                );
+            }
+            Command::Evaluate {
+                restart_id,
+                run_conclusion,
+            } => {
+                let (evaluate, id, rc) = (
+                    self.evaluate.clone(),
+                    restart_id.clone(),
+                    run_conclusion.clone(),
+                );
+                self.follow_ups
+                    .spawn(Kind::Evaluate, restart_id, async move {
+                        evaluate.run(&id, &rc).await
+                    });
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Settling a dispatch whose outcome is unknown (5xx, timeout, a crash mid-POST): list the
+//! workflow's dispatched runs on `trunk/<sha>` first; adopt the run that appeared since the
+//! restart was requested; only if there is none, send the POST once more, and look again if
+//! that too is unknown. Never more than `MAX_DISPATCH_ATTEMPTS` POSTs, never a resend
+//! without a successful lookup.
+
+use crate::github::DispatchResult;
+use crate::pipeline::effects::Actions;
+use crate::pipeline::restarts::Restarts;
+use crate::restart::{MAX_DISPATCH_ATTEMPTS, Restart, Transition, adoptable};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What settling uses: the ledger and GitHub.
+#[derive(Clone)]
+pub struct Settle {
+    pub restarts: Arc<Restarts>,
+    pub github: Arc<dyn Actions>,
+    /// Wait before listing runs (GitHub lists a new run a moment after creating it).
+    pub lookup_delay: Duration,
+}
+
+/// What one look at the runs came to.
+enum Looked {
+    /// Settled (a run adopted, or nothing more to do).
+    Done,
+    /// No run: send again if allowed.
+    NoRun(Restart),
+}
+
+impl Settle {
+    pub async fn run(&self, restart_id: &str, resend: bool) {
+        let mut may_resend = resend;
+        loop {
+            tokio::time::sleep(self.lookup_delay).await;
+            let r = match self.look(restart_id).await {
+                Looked::Done => return,
+                Looked::NoRun(r) => r,
+            };
+            if !may_resend || r.dispatch_attempts >= MAX_DISPATCH_ATTEMPTS {
+                self.restarts
+                    .on_transition(restart_id, Transition::NoRunFound)
+                    .await;
+                return;
+            }
+            may_resend = false;
+            if !self.resend(restart_id).await {
+                return;
+            }
+        }
+    }
+
+    /// Lists the dispatched runs and adopts this restart's, if GitHub created it.
+    async fn look(&self, restart_id: &str) -> Looked {
+        let Some(r) = self.restarts.get(restart_id) else {
+            return Looked::Done;
+        };
+        if r.restart_run_id.is_some() || !r.status.awaits_run() {
+            return Looked::Done; // a webhook already told us
+        }
+        let listed = self
+            .github
+            .dispatched_runs(
+                &r.key.repo,
+                &r.workflow_file,
+                &r.trunk_ref(),
+                r.installation_id,
+            )
+            .await;
+        let runs = match listed {
+            Ok(runs) => runs,
+            Err(e) => {
+                let reason = format!("could not list runs on {}: {e:#}", r.trunk_ref());
+                let t = Transition::LookupFailed { reason };
+                self.restarts.on_transition(restart_id, t).await;
+                return Looked::Done; // never resend without a successful lookup
+            }
+        };
+        let taken = self.restarts.taken_runs(&r.key);
+        let Some(run) = adoptable(&r, &runs, &taken) else {
+            return Looked::NoRun(r);
+        };
+        let result = DispatchResult::Created {
+            run_id: run.id,
+            html_url: run.html_url.clone(),
+        };
+        let t = Transition::Dispatch {
+            result,
+            found: true,
+        };
+        self.restarts.on_transition(restart_id, t).await;
+        Looked::Done
+    }
+
+    /// Sends the POST again (counted and persisted before it goes out); whether its outcome
+    /// is unknown again, so the runs are to be looked at once more.
+    async fn resend(&self, restart_id: &str) -> bool {
+        let Some(r) = self
+            .restarts
+            .on_transition(restart_id, Transition::Resend)
+            .await
+        else {
+            return false;
+        };
+        let req = super::dispatch::request(&r);
+        let result = self.github.dispatch(&req, r.installation_id).await;
+        let unknown = matches!(result, DispatchResult::Unknown { .. });
+        let t = Transition::Dispatch {
+            result,
+            found: false,
+        };
+        self.restarts.on_transition(restart_id, t).await;
+        unknown
+    }
+}

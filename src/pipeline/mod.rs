@@ -1,0 +1,170 @@
+//! The pipeline: accepted deliveries -> decisions -> effects.
+//!
+//! Deliveries are spread over a few workers by (repository, head_sha), so all events of one
+//! commit are handled one at a time, in arrival order, while different commits proceed in
+//! parallel. A decision is taken and its restart claimed in the ledger under one lock
+//! (`restarts`), so two deliveries of the same failure can never both dispatch. Slow steps
+//! run as follow-ups (`follow_ups`), never in a worker.
+
+pub mod effects;
+pub mod engine;
+pub mod follow_ups;
+pub mod kill_switch;
+pub mod restarts;
+
+pub use engine::{Engine, Timing};
+
+use crate::intake::{Delivery, DeliveryQueue, EnqueueError, Event, QueueSlot};
+use follow_ups::Activity;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// A reserved place in a worker's queue.
+struct Slot {
+    permit: Option<mpsc::OwnedPermit<Delivery>>,
+    activity: Arc<Activity>,
+}
+
+impl QueueSlot for Slot {
+    fn send(mut self: Box<Self>, d: Delivery) {
+        if let Some(p) = self.permit.take() {
+            p.send(d);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.permit.is_some() {
+            self.activity.end(); // reserved but never used
+        }
+    }
+}
+
+/// The workers and their bounded queues.
+pub struct Pipeline {
+    engine: Arc<Engine>,
+    /// Emptied at shutdown, which closes the queues.
+    senders: RwLock<Vec<mpsc::Sender<Delivery>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Pipeline {
+    pub fn start(engine: Arc<Engine>, workers: usize, capacity: usize) -> Pipeline {
+        let per_worker = capacity.div_ceil(workers).max(1);
+        let (senders, handles) = (0..workers)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel::<Delivery>(per_worker);
+                (tx, tokio::spawn(work(engine.clone(), rx)))
+            })
+            .unzip();
+        Pipeline {
+            engine,
+            senders: RwLock::new(senders),
+            workers: Mutex::new(handles),
+        }
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The queue of the worker that handles this event's commit.
+    fn sender_for(&self, event: &Event) -> Result<mpsc::Sender<Delivery>, EnqueueError> {
+        let senders = self.senders.read().expect("senders lock");
+        if senders.is_empty() {
+            return Err(EnqueueError::Closed);
+        }
+        let shard = match event.commit_key() {
+            Some(key) => {
+                let mut h = DefaultHasher::new();
+                key.hash(&mut h);
+                (h.finish() % senders.len() as u64) as usize
+            }
+            None => 0,
+        };
+        Ok(senders[shard].clone())
+    }
+
+    /// Queues a delivery, waiting for room (recovery at start-up, the reconciler).
+    pub async fn enqueue(&self, d: Delivery) -> Result<(), EnqueueError> {
+        let sender = self.sender_for(&d.event)?;
+        let activity = self.engine.activity();
+        activity.begin();
+        sender.send(d).await.map_err(|_| {
+            activity.end();
+            EnqueueError::Closed
+        })
+    }
+
+    /// Deliveries waiting in the queues.
+    pub fn queued(&self) -> usize {
+        self.senders
+            .read()
+            .expect("senders lock")
+            .iter()
+            .map(|s| s.max_capacity() - s.capacity())
+            .sum()
+    }
+
+    /// Stops taking deliveries, lets the workers finish what is queued, and waits for
+    /// follow-ups up to `grace`.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.senders.write().expect("senders lock").clear();
+        let workers: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.workers.lock().expect("workers lock"));
+        let deadline = tokio::time::Instant::now() + grace;
+        for w in workers {
+            // A worker still retrying (ClickHouse down) is left behind: its delivery stays
+            // unacknowledged in the delivery log and is handled at the next start.
+            let _ = tokio::time::timeout_at(deadline, w).await;
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.engine.wait_idle(left).await
+    }
+}
+
+/// One worker: its queue's deliveries, one at a time.
+async fn work(engine: Arc<Engine>, mut rx: mpsc::Receiver<Delivery>) {
+    while let Some(d) = rx.recv().await {
+        let decided = engine.handle(&d).await;
+        // Behind the delivery's rows: done in the log once they are written.
+        engine.acknowledge(d.seq).await;
+        tracing::debug!(delivery = d.id, event = d.event_name, decisions = ?decided.iter().map(|c| c.describe()).collect::<Vec<_>>());
+        engine.activity().end();
+    }
+}
+
+#[async_trait::async_trait]
+impl DeliveryQueue for Pipeline {
+    /// Reserves a place in the queue, waiting up to `wait` for one (then the intake answers
+    /// 503), so that a delivery is written to the delivery log only if it can be queued.
+    /// A burst slows the answers down instead of turning into 503s, which GitHub does not
+    /// redeliver by itself.
+    async fn reserve(
+        &self,
+        event: &Event,
+        wait: Duration,
+    ) -> Result<Box<dyn QueueSlot>, EnqueueError> {
+        let permit = match self.sender_for(event)?.try_reserve_owned() {
+            Ok(p) => p,
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(EnqueueError::Closed),
+            Err(mpsc::error::TrySendError::Full(sender)) => {
+                match tokio::time::timeout(wait, sender.reserve_owned()).await {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(_)) => return Err(EnqueueError::Closed),
+                    Err(_) => return Err(EnqueueError::Full),
+                }
+            }
+        };
+        let activity = self.engine.activity().clone();
+        activity.begin();
+        Ok(Box::new(Slot {
+            permit: Some(permit),
+            activity,
+        }))
+    }
+}

@@ -1,0 +1,125 @@
+//! The restart ledger as the pipeline shares it, and `on_transition`: the one place every
+//! change of a restart passes through. A transition is applied under the ledger's lock,
+//! then its new version is persisted and the change logged (and, for a verdict, its
+//! per-job rows recorded). A metric, a check run or a status-page row is added here once.
+
+use super::effects::Evidence;
+use crate::restart::{Change, Command, Ledger, Restart, RestartKey, Transition};
+use crate::store::recorder::Entry;
+use crate::store::rows::{EventRow, RestartRow, VerdictRow};
+use chrono::Utc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+pub struct Restarts {
+    ledger: Mutex<Ledger>,
+    evidence: Arc<dyn Evidence>,
+}
+
+impl Restarts {
+    pub fn new(evidence: Arc<dyn Evidence>) -> Restarts {
+        Restarts {
+            ledger: Mutex::default(),
+            evidence,
+        }
+    }
+
+    fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().expect("ledger lock")
+    }
+
+    /// Puts restarts loaded at start-up into the ledger.
+    pub fn load(&self, restarts: impl IntoIterator<Item = Restart>) {
+        let mut ledger = self.ledger();
+        for r in restarts {
+            ledger.put(r);
+        }
+    }
+
+    /// Decides under the ledger's lock and claims the new restarts before it is released,
+    /// so the next delivery for the same commit already sees them: two deliveries of the
+    /// same failure can never both dispatch.
+    pub fn decide_and_claim(&self, decide: impl FnOnce(&Ledger) -> Vec<Command>) -> Vec<Command> {
+        let mut ledger = self.ledger();
+        let commands = decide(&ledger);
+        for c in &commands {
+            if let Command::Dispatch { restart } = c {
+                ledger.put((**restart).clone());
+            }
+        }
+        commands
+    }
+
+    /// Reads the ledger (for a pure rule that needs it).
+    pub fn read<T>(&self, f: impl FnOnce(&Ledger) -> T) -> T {
+        f(&self.ledger())
+    }
+
+    /// A copy of one restart as the ledger has it now.
+    pub fn get(&self, restart_id: &str) -> Option<Restart> {
+        self.ledger().get(restart_id).cloned()
+    }
+
+    pub fn of(&self, key: &RestartKey) -> Vec<Restart> {
+        self.ledger().restarts(key).to_vec()
+    }
+
+    pub fn all(&self) -> Vec<Restart> {
+        self.ledger().all().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ledger().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Runs already belonging to a restart of this commit (not to be adopted again).
+    pub fn taken_runs(&self, key: &RestartKey) -> HashSet<u64> {
+        self.ledger()
+            .restarts(key)
+            .iter()
+            .filter_map(|x| x.restart_run_id)
+            .collect()
+    }
+
+    /// Applies a transition, persists the new version and logs what changed.
+    pub async fn on_transition(&self, restart_id: &str, t: Transition) -> Option<Restart> {
+        let (updated, change) = self.ledger().apply(restart_id, &t, Utc::now())?;
+        self.persist(&updated).await;
+        if let Transition::Judged { judgement, .. } = &t {
+            for j in &judgement.jobs {
+                self.evidence
+                    .record(Entry::Verdict(VerdictRow::new(&updated, j)))
+                    .await;
+            }
+        }
+        self.log(EventRow::for_change(&updated, &change)).await;
+        Some(updated)
+    }
+
+    /// Records a restart's current version (its first, when it is claimed).
+    pub async fn persist(&self, r: &Restart) {
+        self.evidence
+            .record(Entry::Restart(RestartRow::from(r)))
+            .await;
+    }
+
+    /// Logs an event about a restart that changes nothing in it.
+    pub async fn note(&self, r: &Restart, change: Change) {
+        self.log(EventRow::for_change(r, &change)).await
+    }
+
+    pub async fn log(&self, row: EventRow) {
+        tracing::info!(
+            kind = row.kind,
+            repo = row.repo,
+            sha = row.head_sha,
+            "{}",
+            row.message
+        );
+        self.evidence.record(Entry::Event(row)).await;
+    }
+}

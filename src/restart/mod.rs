@@ -1,0 +1,26 @@
+//! Restarts: the domain. What a restart is (`model`) and how it changes (`lifecycle`), the
+//! ledger of them, the decisions (`decide`, with its `policy`, `pacing` and `command`s),
+//! which run belongs to a restart (`adopt`), and the verdict on a finished one (`outcome`).
+//! All of it is pure: no I/O, no clock (time comes in as an argument).
+
+pub mod adopt;
+pub mod command;
+pub mod decide;
+pub mod ledger;
+pub mod lifecycle;
+pub mod model;
+pub mod outcome;
+pub mod pacing;
+pub mod policy;
+
+pub use adopt::adoptable;
+pub use command::{Command, hold_for_kill_switch};
+pub use decide::{decide, may_dispatch};
+pub use ledger::Ledger;
+pub use lifecycle::{Change, EventKind, MAX_DISPATCH_ATTEMPTS, Transition};
+pub use model::{
+    Restart, RestartKey, Status, Timeline, is_restart_branch, next_version, trunk_ref,
+};
+pub use outcome::{JobState, Judgement, Verdict, failing_base_names, judge};
+pub use pacing::{MAX_FAILED_DISPATCHES, retry_due};
+pub use policy::{Policy, RestartAction};

@@ -1,0 +1,169 @@
+//! A restart: one `workflow_dispatch` of a watched workflow on `trunk/<sha>`, from the
+//! decision to dispatch to the verdict on its jobs. How it changes is `lifecycle`.
+
+use super::outcome::Verdict;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One restart target: a workflow of a repository at one commit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct RestartKey {
+    pub repo: String,
+    pub workflow: String,
+    pub head_sha: String,
+}
+
+impl fmt::Display for RestartKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} @ {}", self.repo, self.workflow, self.head_sha)
+    }
+}
+
+/// Where a restart stands. Stored as its snake_case name.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Status {
+    /// Intent recorded, POST not answered yet. Found at start-up, it means the process
+    /// died mid-dispatch: the run must be looked up before anything is sent again.
+    Dispatching,
+    /// `RESTART_ACTION=log`: recorded as it would have been dispatched; nothing was sent.
+    DryRun,
+    Dispatched,
+    /// GitHub refused (4xx) with a message; nothing was created.
+    DispatchFailed,
+    /// 5xx, timeout or transport error: GitHub may or may not have created the run.
+    DispatchUnknown,
+    Confirmed,
+    Unconfirmed,
+    Completed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Whether a run may still show up for this restart (it counts toward the cap either way).
+    pub fn awaits_run(self) -> bool {
+        matches!(
+            self,
+            Status::Dispatching | Status::Dispatched | Status::DispatchUnknown
+        )
+    }
+}
+
+/// When a restart reached each step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Timeline {
+    pub requested_at: DateTime<Utc>,
+    pub dispatched_at: Option<DateTime<Utc>>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl Timeline {
+    pub fn requested(at: DateTime<Utc>) -> Timeline {
+        Timeline {
+            requested_at: at,
+            dispatched_at: None,
+            confirmed_at: None,
+            completed_at: None,
+        }
+    }
+
+    /// From dispatch (or the request, when the dispatch time is unknown) to confirmation.
+    pub fn confirm_latency_ms(&self) -> Option<u64> {
+        let since = self.dispatched_at.unwrap_or(self.requested_at);
+        self.confirmed_at
+            .map(|c| (c - since).num_milliseconds().max(0) as u64)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Restart {
+    /// `{repo}/{workflow}/{sha}/{attempt}`: deterministic, so a replayed decision names the
+    /// same restart and the ledger row cannot be duplicated under another id.
+    pub restart_id: String,
+    pub key: RestartKey,
+    pub attempt: u32,
+    pub workflow_file: String,
+    pub original_run_id: u64,
+    pub installation_id: Option<u64>,
+    pub status: Status,
+    /// Dispatch POSTs sent for this restart (the first one included).
+    pub dispatch_attempts: u32,
+    pub restart_run_id: Option<u64>,
+    pub run_url: String,
+    pub dry_run: bool,
+    pub times: Timeline,
+    pub outcome: Option<Verdict>,
+    pub reason: String,
+    pub delivery_id: String,
+    pub version: u64,
+}
+
+impl Restart {
+    pub fn trunk_ref(&self) -> String {
+        trunk_ref(&self.key.head_sha)
+    }
+}
+
+/// The tag PyTorch pushes for every commit on main; restarts are dispatched on it.
+pub fn trunk_ref(sha: &str) -> String {
+    format!("trunk/{sha}")
+}
+
+/// Whether a run or job is a restart: `event = workflow_dispatch` on `trunk/{its sha}`.
+pub fn is_restart_branch(head_branch: Option<&str>, head_sha: &str) -> bool {
+    head_branch == Some(trunk_ref(head_sha).as_str())
+}
+
+/// Monotonic row versions that also order correctly across process restarts
+/// (seeded from the wall clock in microseconds).
+static VERSION: AtomicU64 = AtomicU64::new(0);
+
+pub fn next_version() -> u64 {
+    let now = Utc::now().timestamp_micros().max(0) as u64;
+    let mut cur = VERSION.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(cur + 1);
+        match VERSION.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => cur = seen,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_increase() {
+        let a = next_version();
+        let b = next_version();
+        assert!(b > a);
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_names() {
+        for s in [Status::DispatchUnknown, Status::DryRun, Status::Completed] {
+            assert_eq!(s.as_str().parse::<Status>().unwrap(), s);
+        }
+        assert_eq!(Status::DispatchFailed.as_str(), "dispatch_failed");
+        assert!("nonsense".parse::<Status>().is_err());
+    }
+}

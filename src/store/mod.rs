@@ -1,0 +1,181 @@
+//! ClickHouse: the App's store. `Store` is the client, every call bounded by a timeout;
+//! `schema` its tables and migrations, `rows` and `mirror` what is written, `batch` how
+//! (one INSERT per table), `recorder` when (batched, behind the delivery log's acks), and
+//! `queries` what is read back.
+
+pub mod batch;
+pub mod mirror;
+pub mod queries;
+pub mod recorder;
+pub mod rows;
+pub mod schema;
+
+pub use queries::confirmation_sql;
+
+use anyhow::{Context, Result};
+use clickhouse::Row;
+use secrecy::{ExposeSecret, SecretString};
+use std::time::Duration;
+use url::Url;
+
+/// ClickHouse table names; configurable so the App can read PyTorch's tables in production
+/// and a per-test database in tests.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub database: String,
+    pub job: String,
+    pub run: String,
+    pub job_by_sha: String,
+}
+
+#[derive(Clone)]
+pub struct ClickHouseConfig {
+    pub url: Url,
+    pub user: Option<String>,
+    pub password: Option<SecretString>,
+    pub tables: Tables,
+    pub ingest: bool,
+    /// Longest wait for any one ClickHouse call.
+    pub timeout: Duration,
+}
+
+impl ClickHouseConfig {
+    /// The URL without credentials, for logs.
+    pub fn display_url(&self) -> String {
+        let mut u = self.url.clone();
+        let _ = u.set_password(None);
+        let _ = u.set_username("");
+        u.to_string()
+    }
+
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_ref().map(|p| p.expose_secret())
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    client: clickhouse::Client,
+    unvalidated: clickhouse::Client,
+    tables: Tables,
+    mirror: bool,
+    /// Every call is bounded by this (`CLICKHOUSE_TIMEOUT_SECS`).
+    timeout: Duration,
+}
+
+/// Bounds a ClickHouse call. The client has no timeout of its own, so a server that stops
+/// answering without closing the connection would hold the caller (the recorder, and
+/// behind it the whole pipeline) until TCP keepalive gives up, many minutes later.
+trait Within<T> {
+    async fn within(self, limit: Duration) -> Result<T>;
+}
+
+impl<T, F> Within<T> for F
+where
+    F: std::future::Future<Output = clickhouse::error::Result<T>>,
+{
+    async fn within(self, limit: Duration) -> Result<T> {
+        match tokio::time::timeout(limit, self).await {
+            Ok(r) => Ok(r?),
+            Err(_) => anyhow::bail!(
+                "ClickHouse did not answer within {} s (CLICKHOUSE_TIMEOUT_SECS)",
+                limit.as_secs_f64()
+            ),
+        }
+    }
+}
+
+impl Store {
+    pub fn new(cfg: &ClickHouseConfig) -> Store {
+        let mut client =
+            clickhouse::Client::default().with_url(cfg.url.as_str().trim_end_matches('/'));
+        if let Some(user) = &cfg.user {
+            client = client.with_user(user);
+        }
+        if let Some(pw) = cfg.password() {
+            client = client.with_password(pw);
+        }
+        Store {
+            unvalidated: client.clone().with_validation(false),
+            client,
+            tables: cfg.tables.clone(),
+            mirror: cfg.ingest,
+            timeout: cfg.timeout,
+        }
+    }
+
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    pub fn mirror_enabled(&self) -> bool {
+        self.mirror
+    }
+
+    pub(crate) fn t(&self, name: &str) -> String {
+        format!("{}.{name}", self.tables.database)
+    }
+
+    /// Liveness of the server (`SELECT 1`), with a message that says where it looked.
+    pub async fn ping(&self) -> Result<()> {
+        self.client
+            .query("SELECT 1")
+            .fetch_one::<u8>()
+            .within(self.timeout)
+            .await
+            .map(|_| ())
+            .context("ClickHouse does not answer `SELECT 1`")
+    }
+
+    pub(crate) async fn exec(&self, sql: &str) -> Result<()> {
+        self.client
+            .query(sql)
+            .execute()
+            .within(self.timeout)
+            .await
+            .with_context(|| format!("ClickHouse refused: {}", first_line(sql)))
+    }
+
+    pub(crate) async fn insert_rows<T>(&self, table: &str, rows: &[T::Value<'_>]) -> Result<()>
+    where
+        T: Row + clickhouse::RowWrite,
+    {
+        self.insert_with::<T>(&self.client, table, rows).await
+    }
+
+    pub(crate) async fn insert_with<T>(
+        &self,
+        client: &clickhouse::Client,
+        table: &str,
+        rows: &[T::Value<'_>],
+    ) -> Result<()>
+    where
+        T: Row + clickhouse::RowWrite,
+    {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        // Validation first reads the table's schema: a query, bounded too.
+        let mut insert = client
+            .insert_unescaped::<T>(table)
+            .within(self.timeout)
+            .await
+            .with_context(|| format!("preparing insert into {table}"))?
+            .with_timeouts(Some(self.timeout), Some(self.timeout));
+        for row in rows {
+            insert
+                .write(row)
+                .await
+                .with_context(|| format!("writing a row to {table}"))?;
+        }
+        insert
+            .end()
+            .await
+            .with_context(|| format!("inserting into {table}"))
+    }
+}
+
+fn first_line(sql: &str) -> String {
+    let line = sql.trim().lines().next().unwrap_or("");
+    line.chars().take(120).collect()
+}

@@ -1,0 +1,237 @@
+//! Batched writes to ClickHouse: deliveries, the event log, job states and mirror rows are
+//! collected by one task and written together, one INSERT per table, at most every
+//! `interval` or every `max_rows` rows (ClickHouse wants few, large inserts, not one per
+//! event). Restart ledger rows travel the same way: a restart's intent is already durable
+//! in the delivery log (its delivery is acknowledged only after these rows are written, and
+//! a delivery replayed after a crash looks its run up before sending anything).
+//!
+//! Readers that depend on recorded rows (judging a restart, confirming it) call `flush`.
+//!
+//! A delivery's acknowledgement to the delivery log travels through here too, behind its
+//! rows: it is passed on only once the batch holding those rows is written, so a delivery
+//! whose records never reached ClickHouse is processed again after a crash.
+//!
+//! Two tasks: one collects rows, one writes them. Collection does not wait for ClickHouse
+//! (up to a bound): whatever piles up while an INSERT is in flight goes out together in the
+//! next, larger one, so a slow ClickHouse makes inserts bigger instead of stalling the
+//! pipeline (and then intake). A failed INSERT is sent again unchanged (see `writer`).
+
+pub use super::batch::Entry;
+
+use super::Store;
+use super::batch::Batch;
+use crate::intake::delivery_log::DeliveryLog;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Rows kept across failed writes before the oldest are given up (bounded memory while
+/// ClickHouse is down).
+pub const MAX_BUFFERED_ROWS: usize = 200_000;
+
+enum Msg {
+    Add(Box<Entry>),
+    Flush(oneshot::Sender<bool>),
+}
+
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl Recorder {
+    /// Writes every `interval`, or once `max_rows` are collected; keeps at most
+    /// `max_buffered` rows across failed writes (`MAX_BUFFERED_ROWS` in production).
+    pub fn start(
+        store: Store,
+        log: Option<DeliveryLog>,
+        interval: Duration,
+        max_rows: usize,
+        max_buffered: usize,
+    ) -> Recorder {
+        let (tx, rx) = mpsc::channel(8192);
+        tokio::spawn(run(store, log, rx, interval, max_rows, max_buffered));
+        Recorder { tx }
+    }
+
+    pub async fn add(&self, e: Entry) {
+        if self.tx.send(Msg::Add(Box::new(e))).await.is_err() {
+            tracing::error!("the recorder has stopped; a row was not recorded");
+        }
+    }
+
+    /// Writes everything buffered so far; false if ClickHouse refused it.
+    pub async fn flush(&self) -> bool {
+        let (ack, done) = oneshot::channel();
+        if self.tx.send(Msg::Flush(ack)).await.is_err() {
+            return false;
+        }
+        done.await.unwrap_or(false)
+    }
+}
+
+/// A handed-over batch: its rows, the deliveries it completes, and flushes waiting on it.
+#[derive(Default)]
+struct Handover {
+    batch: Batch,
+    acks: Vec<u64>,
+    done: Vec<oneshot::Sender<bool>>,
+}
+
+impl Handover {
+    fn is_empty(&self) -> bool {
+        self.batch.is_empty() && self.acks.is_empty() && self.done.is_empty()
+    }
+    fn absorb(&mut self, other: Handover) {
+        self.batch.absorb(other.batch);
+        self.acks.extend(other.acks);
+        self.done.extend(other.done);
+    }
+    fn answer(&mut self, ok: bool) {
+        for d in self.done.drain(..) {
+            let _ = d.send(ok);
+        }
+    }
+}
+
+/// How long the writer waits before trying a failed INSERT again (new rows join meanwhile).
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Writes handed-over batches in order, merging whatever queued behind the one in flight.
+///
+/// A batch whose write failed is sent again as it was, without the rows that arrived since:
+/// a failed INSERT may have been written all the same (its answer lost, or the timeout came
+/// first), and ClickHouse recognizes a repeated block only if it is the same block. Rows that
+/// arrive meanwhile wait in `later` and go out together once it is through.
+async fn writer(
+    store: Store,
+    log: Option<DeliveryLog>,
+    mut rx: mpsc::Receiver<Handover>,
+    max_buffered: usize,
+) {
+    let mut pending = Handover::default();
+    let mut later = Handover::default();
+    let mut open = true;
+    // After rows were given up, an ack below this may belong to a delivery whose rows were
+    // among them (a delivery's rows can span batches): it is not passed on, and the
+    // delivery is handled again at the next start (its rows collapse by key, or are
+    // recognized as repeats).
+    let mut distrust_below = 0;
+    loop {
+        if pending.is_empty() {
+            pending = std::mem::take(&mut later);
+            if pending.is_empty() {
+                if !open {
+                    return;
+                }
+                match rx.recv().await {
+                    Some(j) => pending.absorb(j),
+                    None => return,
+                }
+            }
+            while let Ok(j) = rx.try_recv() {
+                pending.absorb(j);
+            }
+        }
+        let n = pending.batch.len();
+        let written = if n == 0 {
+            Ok(())
+        } else {
+            store.write(&mut pending.batch).await
+        };
+        match written {
+            Ok(()) => {
+                tracing::debug!(rows = n, "recorded");
+                if let Some(log) = &log {
+                    for seq in pending.acks.drain(..) {
+                        if seq >= distrust_below {
+                            log.ack(seq);
+                        }
+                    }
+                }
+                pending.answer(true);
+                pending = Handover::default();
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    buffered = pending.batch.len() + later.batch.len(),
+                    "writing to ClickHouse failed; will retry"
+                );
+                // Everyone who asked for a flush before this attempt hears how it went.
+                pending.answer(false);
+                later.answer(false);
+                if pending.batch.len() + later.batch.len() > max_buffered {
+                    // Their deliveries are not acknowledged either: they stay in the delivery
+                    // log and are processed (and recorded) again at the next start.
+                    tracing::error!(
+                        rows = pending.batch.len(),
+                        deliveries = pending.acks.len(),
+                        "ClickHouse unavailable for too long: buffered rows given up; their deliveries stay in the delivery log"
+                    );
+                    pending = Handover::default();
+                    if let Some(log) = &log {
+                        distrust_below = log.next_seq();
+                    }
+                }
+                if !open {
+                    // Shutting down: this was the last try; the log keeps the rest.
+                    return;
+                }
+                match tokio::time::timeout(RETRY_AFTER, rx.recv()).await {
+                    Ok(Some(j)) => later.absorb(j),
+                    // Shutting down: one last try, then the log keeps the rest.
+                    Ok(None) => open = false,
+                    Err(_) => {}
+                }
+                while let Ok(j) = rx.try_recv() {
+                    later.absorb(j);
+                }
+            }
+        }
+    }
+}
+
+async fn run(
+    store: Store,
+    log: Option<DeliveryLog>,
+    mut rx: mpsc::Receiver<Msg>,
+    interval: Duration,
+    max_rows: usize,
+    max_buffered: usize,
+) {
+    // Room for a few batches; past that, collection waits (bounded memory).
+    let (wtx, wrx) = mpsc::channel::<Handover>(16);
+    let writing = tokio::spawn(writer(store, log, wrx, max_buffered));
+    let mut open = Handover::default();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                None => break,
+                Some(Msg::Add(e)) => {
+                    if let Some(seq) = open.batch.push(*e) {
+                        open.acks.push(seq);
+                    }
+                    if open.batch.len() >= max_rows && wtx.send(std::mem::take(&mut open)).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Msg::Flush(ack)) => {
+                    open.done.push(ack);
+                    if wtx.send(std::mem::take(&mut open)).await.is_err() {
+                        break;
+                    }
+                }
+            },
+            _ = tick.tick(), if !open.batch.is_empty() || !open.acks.is_empty() => {
+                if wtx.send(std::mem::take(&mut open)).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = wtx.send(open).await;
+    drop(wtx);
+    let _ = writing.await;
+}
