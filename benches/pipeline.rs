@@ -42,7 +42,7 @@ fn deliveries(n: usize, jobs_per_run: usize, fail_every: usize) -> (Vec<Delivery
         out.push(Delivery {
             event,
             id: format!("{:08x}-0000-4000-8000-{:012x}", std::process::id(), i),
-            signature: autorevert::webhook::sign(SECRET, &body),
+            signature: autorevert::intake::signature::sign(SECRET, &body),
             body,
         });
     }

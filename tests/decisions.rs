@@ -1,8 +1,8 @@
 //! The decision function alone: no network, no clock, no database.
 
-use autorevert::decide::{Command, Policy, RestartAction, decide};
-use autorevert::events::{Event, Run, WorkflowRunEvent};
-use autorevert::ledger::{Ledger, Status};
+use autorevert::intake::events::{Event, Run, WorkflowRunEvent};
+use autorevert::restart::{Command, Policy, RestartAction, decide};
+use autorevert::restart::{Ledger, Status};
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use std::collections::HashMap;
@@ -180,7 +180,7 @@ proptest! {
     #[test]
     fn parsing_never_panics(body in prop::collection::vec(any::<u8>(), 0..2048),
                             event in prop::sample::select(vec!["workflow_run", "workflow_job", "ping", "issues"])) {
-        let _ = autorevert::events::parse(event, &body);
+        let _ = autorevert::intake::events::parse(event, &body);
     }
 
     /// Mutated real payloads (a byte flipped, a cut) parse or fail cleanly.
@@ -193,7 +193,7 @@ proptest! {
             body[i] = byte;
         }
         body.truncate(cut.min(body.len()));
-        let _ = autorevert::events::parse("workflow_run", &body);
+        let _ = autorevert::intake::events::parse("workflow_run", &body);
     }
 
     /// Any header value and body: verification answers true or false, never panics, and a
@@ -201,9 +201,9 @@ proptest! {
     #[test]
     fn signature_check_never_panics(header in ".{0,100}", body in prop::collection::vec(any::<u8>(), 0..512)) {
         let secrets = [secrecy::SecretString::from("s".to_string())];
-        let _ = autorevert::webhook::verify_signature(&secrets, Some(&header), &body);
-        let other = autorevert::webhook::sign("not-s", &body);
-        prop_assert!(!autorevert::webhook::verify_signature(&secrets, Some(&other), &body));
+        let _ = autorevert::intake::signature::verify_signature(&secrets, Some(&header), &body);
+        let other = autorevert::intake::signature::sign("not-s", &body);
+        prop_assert!(!autorevert::intake::signature::verify_signature(&secrets, Some(&other), &body));
     }
 }
 
@@ -234,7 +234,7 @@ fn step(
     for c in &out {
         if let Command::Dispatch { restart } = c {
             let mut r = (**restart).clone();
-            r.requested_at = at(minute);
+            r.times.requested_at = at(minute);
             r.status = status;
             ledger.put(r);
         }
@@ -332,13 +332,13 @@ fn refused_dispatches_do_not_use_up_the_cap_but_are_bounded() {
     for minute in [0, 20, 60, 120] {
         let k = (minute > 0).then(|| key(&l));
         if let Some(k) = &k {
-            assert!(!autorevert::decide::retry_due(
+            assert!(!autorevert::restart::retry_due(
                 l.restarts(k),
                 &l,
                 &p,
                 at(minute - 1)
             ));
-            assert!(autorevert::decide::retry_due(
+            assert!(autorevert::restart::retry_due(
                 l.restarts(k),
                 &l,
                 &p,
@@ -351,7 +351,7 @@ fn refused_dispatches_do_not_use_up_the_cap_but_are_bounded() {
         );
     }
     let k = key(&l);
-    assert!(!autorevert::decide::retry_due(
+    assert!(!autorevert::restart::retry_due(
         l.restarts(&k),
         &l,
         &p,

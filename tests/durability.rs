@@ -2,7 +2,7 @@
 
 mod common;
 
-use autorevert::spool::Spool;
+use autorevert::intake::delivery_log::DeliveryLog as Spool;
 use axum::http::StatusCode;
 use common::*;
 use std::time::Duration;
@@ -15,7 +15,7 @@ async fn a_delivery_answered_before_a_crash_is_handled_once_after_the_restart() 
     {
         let (spool, _) = Spool::open(&dir).unwrap();
         let body = failure(&sha, 100);
-        let event = autorevert::events::parse("workflow_run", &body).unwrap();
+        let event = autorevert::intake::events::parse("workflow_run", &body).unwrap();
         spool
             .append(
                 "answered-then-crashed",
@@ -310,7 +310,7 @@ impl Binary {
             .header("x-github-delivery", id)
             .header(
                 "x-hub-signature-256",
-                autorevert::webhook::sign(SECRET, &body),
+                autorevert::intake::signature::sign(SECRET, &body),
             )
             .body(body)
             .send()
@@ -375,7 +375,7 @@ async fn killed_while_dispatching_then_restarted_makes_one_run() {
 
 #[tokio::test]
 async fn the_sweep_redelivers_failed_deliveries_the_app_never_got_once_each() {
-    use autorevert::redeliver::sweep_once;
+    use autorevert::background::redeliver::sweep_once;
     let app = TestApp::start().await;
     // Something the App did receive (GitHub may still list an earlier attempt as failed).
     app.deliver_as("workflow_run", "got-it", &failure(&sha(150), 150))
@@ -398,7 +398,7 @@ async fn the_sweep_redelivers_failed_deliveries_the_app_never_got_once_each() {
         s.hook_deliveries
             .push((2002, "too-old".into(), now - chrono::Duration::days(4), 502));
     }
-    let gh = app.engine.github().unwrap().clone();
+    let gh = app.client.clone();
     let state = temp_dir().join("redelivery-state.json");
     let first = sweep_once(&gh, &app.intake, Some(&app.store), &state, 100, now)
         .await
@@ -515,8 +515,8 @@ async fn crash_while_clickhouse_is_down_after_the_dispatch_does_not_dispatch_aga
 /// later write (ClickHouse back) succeeds.
 #[tokio::test]
 async fn rows_given_up_in_a_long_outage_leave_their_deliveries_in_the_log() {
-    use autorevert::recorder::{Entry, Recorder};
-    use autorevert::store::DeliveryRow;
+    use autorevert::store::recorder::{Entry, Recorder};
+    use autorevert::store::rows::DeliveryRow;
     let store = fresh_store().await;
     let outage = Outage::start(&clickhouse_url()).await;
     let dir = temp_dir();
@@ -528,7 +528,7 @@ async fn rows_given_up_in_a_long_outage_leave_their_deliveries_in_the_log() {
         5000,
         2, // a buffer of two rows: the third is one too many
     );
-    let ping = autorevert::events::Event::Ping { zen: "z".into() };
+    let ping = autorevert::intake::events::Event::Ping { zen: "z".into() };
     let row = |id: &str| DeliveryRow {
         delivery_id: id.into(),
         event: "ping".into(),
@@ -572,7 +572,7 @@ async fn rows_given_up_in_a_long_outage_leave_their_deliveries_in_the_log() {
 /// beating is forgotten.
 #[tokio::test]
 async fn a_second_instance_on_the_same_database_is_noticed() {
-    use autorevert::instances::{beat_once, me};
+    use autorevert::background::heartbeat::{beat_once, me};
     let store = fresh_store().await;
     let (mut a, mut b) = (me(), me());
     let window = Duration::from_secs(60);
@@ -601,12 +601,13 @@ async fn a_second_instance_on_the_same_database_is_noticed() {
     // instance by the one that starts next. (A short window: `a` and `b` are out of it.)
     tokio::time::sleep(Duration::from_millis(300)).await;
     let window = Duration::from_millis(250);
-    let running = autorevert::instances::spawn(
+    let running = autorevert::background::heartbeat::Heartbeat::new(
         store.clone(),
         me(),
         Duration::from_millis(100),
-        Default::default(),
     );
+    let mut tasks = autorevert::background::Tasks::default();
+    running.start(&mut tasks);
     let mut next = me();
     let mut seen = Vec::new();
     for _ in 0..50 {
@@ -617,7 +618,8 @@ async fn a_second_instance_on_the_same_database_is_noticed() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(seen.len(), 1, "the running one is seen");
-    running.stop().await;
+    tasks.stop(Duration::from_secs(1)).await;
+    running.record_stop().await;
     assert!(
         beat_once(&store, &mut next, window)
             .await

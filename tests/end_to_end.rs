@@ -3,8 +3,8 @@
 
 mod common;
 
-use autorevert::ledger::Status;
-use autorevert::outcome::Verdict;
+use autorevert::restart::Status;
+use autorevert::restart::Verdict;
 use axum::http::StatusCode;
 use common::*;
 use serde_json::json;
@@ -69,8 +69,8 @@ async fn failed_trunk_run_is_dispatched_confirmed_and_reproduced() {
     assert_eq!(r.restart_run_id, Some(run_id));
     assert_eq!(r.status, Status::Completed);
     assert_eq!(r.outcome, Some(Verdict::Reproduced), "{}", r.reason);
-    assert!(r.confirmed_at.is_some(), "confirmed in ClickHouse");
-    assert!(r.confirm_latency_ms.is_some());
+    assert!(r.times.confirmed_at.is_some(), "confirmed in ClickHouse");
+    assert!(r.times.confirm_latency_ms().is_some());
     assert!(
         r.reason
             .contains("linux-jammy-py3.10-gcc11 / test (default)"),
@@ -235,7 +235,7 @@ async fn the_seed_case_from_fixtures() {
     assert_eq!(r.restart_run_id, Some(15644112883));
     assert_eq!(r.installation_id, Some(48123456));
     assert_eq!(r.outcome, Some(Verdict::Reproduced), "{}", r.reason);
-    assert!(r.confirmed_at.is_some());
+    assert!(r.times.confirmed_at.is_some());
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 mod common;
 
-use autorevert::webhook::sign;
+use autorevert::intake::signature::sign;
 use axum::http::StatusCode;
 use common::*;
 use tower::ServiceExt;

@@ -2,9 +2,9 @@
 
 mod common;
 
-use autorevert::ledger::Status;
-use autorevert::outcome::Verdict;
-use autorevert::reconcile::reconcile_once;
+use autorevert::background::reconcile::{Pass, Reconciler};
+use autorevert::restart::Status;
+use autorevert::restart::Verdict;
 use common::fake_github::FakeRun;
 use common::*;
 use std::time::Duration;
@@ -23,14 +23,14 @@ fn main_run(id: u64, sha: &str, conclusion: &str) -> FakeRun {
     }
 }
 
-async fn pass(app: &TestApp) -> autorevert::reconcile::Pass {
-    let gh = app.engine.github().unwrap().clone();
-    let p = reconcile_once(
-        &app.engine,
-        &app.pipeline,
-        &gh,
-        Duration::from_secs(6 * 3600),
-    )
+async fn pass(app: &TestApp) -> Pass {
+    let p = Reconciler {
+        engine: &app.engine,
+        pipeline: &app.pipeline,
+        github: &app.client,
+        lookback: Duration::from_secs(6 * 3600),
+    }
+    .pass()
     .await;
     app.settle().await;
     p

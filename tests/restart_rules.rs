@@ -2,8 +2,8 @@
 
 mod common;
 
-use autorevert::decide::RestartAction;
-use autorevert::ledger::Status;
+use autorevert::restart::RestartAction;
+use autorevert::restart::Status;
 use axum::http::StatusCode;
 use common::fake_github::DispatchAnswer;
 use common::*;

@@ -13,9 +13,9 @@ fuzz_target!(|data: &[u8]| {
     let (header, body) = rest.split_at(rest.len().min(71));
     let secrets = [SecretString::from("fuzz".to_string())];
     let header = String::from_utf8_lossy(header);
-    let _ = autorevert::webhook::verify_signature(&secrets, Some(&header), body);
+    let _ = autorevert::intake::signature::verify_signature(&secrets, Some(&header), body);
     // A correctly signed body must verify.
-    let signed = autorevert::webhook::sign("fuzz", body);
-    assert!(autorevert::webhook::verify_signature(&secrets, Some(&signed), body));
-    let _ = autorevert::events::parse(events[pick as usize % events.len()], body);
+    let signed = autorevert::intake::signature::sign("fuzz", body);
+    assert!(autorevert::intake::signature::verify_signature(&secrets, Some(&signed), body));
+    let _ = autorevert::intake::events::parse(events[pick as usize % events.len()], body);
 });

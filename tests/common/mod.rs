@@ -5,14 +5,15 @@
 
 pub mod fake_github;
 
-use autorevert::config::{ClickHouseConfig, GitHubAuth, GitHubConfig, Tables};
-use autorevert::decide::{Policy, RestartAction};
 use autorevert::github::GitHub;
-use autorevert::ledger::{Restart, RestartKey};
+use autorevert::github::{GitHubAuth, GitHubConfig};
+use autorevert::intake::signature::sign;
 use autorevert::pipeline::{Engine, Pipeline, Timing};
+use autorevert::restart::{Policy, RestartAction};
+use autorevert::restart::{Restart, RestartKey};
 use autorevert::server::{Parts, assemble};
 use autorevert::store::Store;
-use autorevert::webhook::sign;
+use autorevert::store::{ClickHouseConfig, Tables};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -101,11 +102,13 @@ impl Default for Options {
 
 pub struct TestApp {
     pub router: Router,
-    pub intake: Arc<autorevert::webhook::Intake>,
+    pub intake: Arc<autorevert::intake::webhook::Intake>,
     pub engine: Arc<Engine>,
     pub pipeline: Arc<Pipeline>,
     pub store: Store,
     pub github: FakeGitHub,
+    /// The App's own GitHub client (pointed at the fake).
+    pub client: GitHub,
     /// The delivery log's directory (a restart of the process reopens it).
     pub spool_dir: std::path::PathBuf,
     /// Deliveries the delivery log handed back at start-up.
@@ -179,7 +182,7 @@ impl TestApp {
         let app = assemble(Parts {
             policy,
             store: Some(store.clone()),
-            github: Some(gh),
+            github: Some(gh.clone()),
             timing: Timing {
                 confirm_window: o.confirm_window,
                 confirm_backoff: Duration::from_millis(50),
@@ -204,6 +207,7 @@ impl TestApp {
             pipeline: app.pipeline,
             store,
             github,
+            client: gh,
             spool_dir,
             recovered: app.recovered,
         }
