@@ -10,6 +10,8 @@
 //!   `github` (the REST client and dispatch protocol);
 //! * `intake`: the webhook, the delivery log, our own event types.
 
+#![warn(clippy::too_many_lines)]
+
 pub mod background;
 pub mod cli;
 pub mod config;

@@ -106,12 +106,11 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-/// The event name and delivery id, checked; a 400 when one is missing or too long.
-fn event_headers(headers: &HeaderMap) -> Result<(&str, &str), Response> {
-    let event_name = header_str(headers, "x-github-event")
-        .ok_or_else(|| bad_request("X-GitHub-Event is missing"))?;
-    let delivery_id = header_str(headers, "x-github-delivery")
-        .ok_or_else(|| bad_request("X-GitHub-Delivery is missing"))?;
+/// The event name and delivery id, checked; why not, when one is missing or too long.
+fn event_headers(headers: &HeaderMap) -> Result<(&str, &str), String> {
+    let event_name = header_str(headers, "x-github-event").ok_or("X-GitHub-Event is missing")?;
+    let delivery_id =
+        header_str(headers, "x-github-delivery").ok_or("X-GitHub-Delivery is missing")?;
     // GitHub's are a UUID and a short name; a longer one is no GitHub delivery (and would
     // not fit the delivery log's record header).
     for (name, value) in [
@@ -119,9 +118,7 @@ fn event_headers(headers: &HeaderMap) -> Result<(&str, &str), Response> {
         ("X-GitHub-Delivery", delivery_id),
     ] {
         if value.len() > MAX_HEADER_VALUE {
-            return Err(bad_request(format!(
-                "{name} is longer than {MAX_HEADER_VALUE} bytes"
-            )));
+            return Err(format!("{name} is longer than {MAX_HEADER_VALUE} bytes"));
         }
     }
     Ok((event_name, delivery_id))
@@ -157,7 +154,7 @@ pub async fn receive(
     }
     let (event_name, delivery_id) = match event_headers(&headers) {
         Ok(h) => h,
-        Err(resp) => return resp,
+        Err(why) => return bad_request(why),
     };
     if intake.has_seen(delivery_id) {
         return duplicate(delivery_id);

@@ -102,91 +102,114 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// a failed INSERT may have been written all the same (its answer lost, or the timeout came
 /// first), and ClickHouse recognizes a repeated block only if it is the same block. Rows that
 /// arrive meanwhile wait in `later` and go out together once it is through.
-async fn writer(
+struct Writer {
     store: Store,
     log: Option<DeliveryLog>,
-    mut rx: mpsc::Receiver<Handover>,
     max_buffered: usize,
-) {
-    let mut pending = Handover::default();
-    let mut later = Handover::default();
-    let mut open = true;
-    // After rows were given up, an ack below this may belong to a delivery whose rows were
-    // among them (a delivery's rows can span batches): it is not passed on, and the
-    // delivery is handled again at the next start (its rows collapse by key, or are
-    // recognized as repeats).
-    let mut distrust_below = 0;
-    loop {
-        if pending.is_empty() {
-            pending = std::mem::take(&mut later);
-            if pending.is_empty() {
-                if !open {
-                    return;
+    pending: Handover,
+    later: Handover,
+    /// False once the collector has stopped: the next failure is the last try.
+    open: bool,
+    /// After rows were given up, an ack below this may belong to a delivery whose rows were
+    /// among them (a delivery's rows can span batches): it is not passed on, and the
+    /// delivery is handled again at the next start (its rows collapse by key, or are
+    /// recognized as repeats).
+    distrust_below: u64,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Handover>) {
+        while self.take_pending(&mut rx).await {
+            let n = self.pending.batch.len();
+            let written = if n == 0 {
+                Ok(())
+            } else {
+                self.store.write(&mut self.pending.batch).await
+            };
+            match written {
+                Ok(()) => self.written(n),
+                Err(e) => {
+                    self.failed(e);
+                    if !self.open {
+                        return; // shutting down: this was the last try; the log keeps the rest
+                    }
+                    self.wait_for_retry(&mut rx).await;
                 }
-                match rx.recv().await {
-                    Some(j) => pending.absorb(j),
-                    None => return,
-                }
-            }
-            while let Ok(j) = rx.try_recv() {
-                pending.absorb(j);
             }
         }
-        let n = pending.batch.len();
-        let written = if n == 0 {
-            Ok(())
-        } else {
-            store.write(&mut pending.batch).await
-        };
-        match written {
-            Ok(()) => {
-                tracing::debug!(rows = n, "recorded");
-                if let Some(log) = &log {
-                    for seq in pending.acks.drain(..) {
-                        if seq >= distrust_below {
-                            log.ack(seq);
-                        }
-                    }
-                }
-                pending.answer(true);
-                pending = Handover::default();
+    }
+
+    /// Something to write: what failed before, else what waited, else the next handover
+    /// (with all that queued behind it). False when there is nothing more to come.
+    async fn take_pending(&mut self, rx: &mut mpsc::Receiver<Handover>) -> bool {
+        if !self.pending.is_empty() {
+            return true;
+        }
+        self.pending = std::mem::take(&mut self.later);
+        if self.pending.is_empty() {
+            if !self.open {
+                return false;
             }
-            Err(e) => {
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    buffered = pending.batch.len() + later.batch.len(),
-                    "writing to ClickHouse failed; will retry"
-                );
-                // Everyone who asked for a flush before this attempt hears how it went.
-                pending.answer(false);
-                later.answer(false);
-                if pending.batch.len() + later.batch.len() > max_buffered {
-                    // Their deliveries are not acknowledged either: they stay in the delivery
-                    // log and are processed (and recorded) again at the next start.
-                    tracing::error!(
-                        rows = pending.batch.len(),
-                        deliveries = pending.acks.len(),
-                        "ClickHouse unavailable for too long: buffered rows given up; their deliveries stay in the delivery log"
-                    );
-                    pending = Handover::default();
-                    if let Some(log) = &log {
-                        distrust_below = log.next_seq();
-                    }
-                }
-                if !open {
-                    // Shutting down: this was the last try; the log keeps the rest.
-                    return;
-                }
-                match tokio::time::timeout(RETRY_AFTER, rx.recv()).await {
-                    Ok(Some(j)) => later.absorb(j),
-                    // Shutting down: one last try, then the log keeps the rest.
-                    Ok(None) => open = false,
-                    Err(_) => {}
-                }
-                while let Ok(j) = rx.try_recv() {
-                    later.absorb(j);
+            match rx.recv().await {
+                Some(j) => self.pending.absorb(j),
+                None => return false,
+            }
+        }
+        while let Ok(j) = rx.try_recv() {
+            self.pending.absorb(j);
+        }
+        true
+    }
+
+    /// Passes the batch's acks on to the delivery log and answers its flushes.
+    fn written(&mut self, rows: usize) {
+        tracing::debug!(rows, "recorded");
+        if let Some(log) = &self.log {
+            for seq in self.pending.acks.drain(..) {
+                if seq >= self.distrust_below {
+                    log.ack(seq);
                 }
             }
+        }
+        self.pending.answer(true);
+        self.pending = Handover::default();
+    }
+
+    fn failed(&mut self, e: anyhow::Error) {
+        let buffered = self.pending.batch.len() + self.later.batch.len();
+        tracing::error!(
+            error = format!("{e:#}"),
+            buffered,
+            "writing to ClickHouse failed; will retry"
+        );
+        // Everyone who asked for a flush before this attempt hears how it went.
+        self.pending.answer(false);
+        self.later.answer(false);
+        if buffered > self.max_buffered {
+            // Their deliveries are not acknowledged either: they stay in the delivery log
+            // and are processed (and recorded) again at the next start.
+            tracing::error!(
+                rows = self.pending.batch.len(),
+                deliveries = self.pending.acks.len(),
+                "ClickHouse unavailable for too long: buffered rows given up; their deliveries stay in the delivery log"
+            );
+            self.pending = Handover::default();
+            if let Some(log) = &self.log {
+                self.distrust_below = log.next_seq();
+            }
+        }
+    }
+
+    /// Waits before the retry, collecting what arrives meanwhile into `later`.
+    async fn wait_for_retry(&mut self, rx: &mut mpsc::Receiver<Handover>) {
+        match tokio::time::timeout(RETRY_AFTER, rx.recv()).await {
+            Ok(Some(j)) => self.later.absorb(j),
+            // Shutting down: one last try, then the log keeps the rest.
+            Ok(None) => self.open = false,
+            Err(_) => {}
+        }
+        while let Ok(j) = rx.try_recv() {
+            self.later.absorb(j);
         }
     }
 }
@@ -201,7 +224,16 @@ async fn run(
 ) {
     // Room for a few batches; past that, collection waits (bounded memory).
     let (wtx, wrx) = mpsc::channel::<Handover>(16);
-    let writing = tokio::spawn(writer(store, log, wrx, max_buffered));
+    let writer = Writer {
+        store,
+        log,
+        max_buffered,
+        pending: Handover::default(),
+        later: Handover::default(),
+        open: true,
+        distrust_below: 0,
+    };
+    let writing = tokio::spawn(writer.run(wrx));
     let mut open = Handover::default();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

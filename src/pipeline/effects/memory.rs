@@ -19,8 +19,8 @@ pub struct MemoryEvidence {
 #[async_trait::async_trait]
 impl Evidence for MemoryEvidence {
     async fn record(&self, entry: Entry) {
-        match entry {
-            Entry::Job(row) => {
+        if let Entry::Job(row) = entry {
+            {
                 let (repo, run_id, job_id) = row.identity();
                 self.jobs
                     .lock()
@@ -36,7 +36,6 @@ impl Evidence for MemoryEvidence {
                         ),
                     );
             }
-            _ => {}
         }
     }
 

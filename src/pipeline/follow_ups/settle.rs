@@ -20,22 +20,13 @@ pub struct Settle {
     pub lookup_delay: Duration,
 }
 
-/// What one look at the runs came to.
-enum Looked {
-    /// Settled (a run adopted, or nothing more to do).
-    Done,
-    /// No run: send again if allowed.
-    NoRun(Restart),
-}
-
 impl Settle {
     pub async fn run(&self, restart_id: &str, resend: bool) {
         let mut may_resend = resend;
         loop {
             tokio::time::sleep(self.lookup_delay).await;
-            let r = match self.look(restart_id).await {
-                Looked::Done => return,
-                Looked::NoRun(r) => r,
+            let Some(r) = self.look(restart_id).await else {
+                return;
             };
             if !may_resend || r.dispatch_attempts >= MAX_DISPATCH_ATTEMPTS {
                 self.restarts
@@ -50,13 +41,12 @@ impl Settle {
         }
     }
 
-    /// Lists the dispatched runs and adopts this restart's, if GitHub created it.
-    async fn look(&self, restart_id: &str) -> Looked {
-        let Some(r) = self.restarts.get(restart_id) else {
-            return Looked::Done;
-        };
+    /// Lists the dispatched runs and adopts this restart's, if GitHub created it. `None`:
+    /// settled (a run adopted, or nothing more to do); `Some`: no run, send again if allowed.
+    async fn look(&self, restart_id: &str) -> Option<Restart> {
+        let r = self.restarts.get(restart_id)?;
         if r.restart_run_id.is_some() || !r.status.awaits_run() {
-            return Looked::Done; // a webhook already told us
+            return None; // a webhook already told us
         }
         let listed = self
             .github
@@ -73,12 +63,12 @@ impl Settle {
                 let reason = format!("could not list runs on {}: {e:#}", r.trunk_ref());
                 let t = Transition::LookupFailed { reason };
                 self.restarts.on_transition(restart_id, t).await;
-                return Looked::Done; // never resend without a successful lookup
+                return None; // never resend without a successful lookup
             }
         };
         let taken = self.restarts.taken_runs(&r.key);
         let Some(run) = adoptable(&r, &runs, &taken) else {
-            return Looked::NoRun(r);
+            return Some(r);
         };
         let result = DispatchResult::Created {
             run_id: run.id,
@@ -89,7 +79,7 @@ impl Settle {
             found: true,
         };
         self.restarts.on_transition(restart_id, t).await;
-        Looked::Done
+        None
     }
 
     /// Sends the POST again (counted and persisted before it goes out); whether its outcome
