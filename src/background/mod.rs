@@ -29,7 +29,7 @@ pub struct TaskStatus {
 
 type Statuses = Arc<Mutex<BTreeMap<&'static str, TaskStatus>>>;
 
-/// The running background tasks.
+/// The running background tasks. Dropping this stops them (as `stop` does, without waiting).
 pub struct Tasks {
     statuses: Statuses,
     stop: watch::Sender<bool>,

@@ -1,0 +1,99 @@
+//! The real `autorevert serve` binary, started as a process against the fake GitHub and the
+//! test ClickHouse: what a configured behaviour must be tested through.
+
+use super::{SECRET, clickhouse_url, fake_github, http_client, temp_dir};
+use std::time::Duration;
+
+/// A `serve` process on a free port, with its own delivery log.
+pub struct Binary {
+    port: u16,
+    spool: std::path::PathBuf,
+    store: autorevert::store::Store,
+    github_url: String,
+    /// Settings on top of the defaults above (later ones win).
+    pub env: Vec<(String, String)>,
+}
+
+impl Binary {
+    pub fn new(store: &autorevert::store::Store, github: &fake_github::FakeGitHub) -> Binary {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        Binary {
+            port,
+            spool: temp_dir(),
+            store: store.clone(),
+            github_url: github.url.clone(),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn start(&self) -> std::process::Child {
+        let key = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/keys/test-app.private-key.pem"
+        );
+        let t = self.store.tables().clone();
+        std::process::Command::new(env!("CARGO_BIN_EXE_autorevert"))
+            .arg("serve")
+            .env_clear()
+            .env("WEBHOOK_SECRET", SECRET)
+            .env("LISTEN_ADDR", format!("127.0.0.1:{}", self.port))
+            .env("SPOOL_DIR", &self.spool)
+            .env("GITHUB_APP_ID", fake_github::APP_ID.to_string())
+            .env("GITHUB_APP_PRIVATE_KEY_PATH", key)
+            .env("GITHUB_API_URL", &self.github_url)
+            .env("CLICKHOUSE_URL", clickhouse_url())
+            .env("CLICKHOUSE_DATABASE", &t.database)
+            .env("CLICKHOUSE_JOB_TABLE", &t.job)
+            .env("CLICKHOUSE_RUN_TABLE", &t.run)
+            .env("CLICKHOUSE_JOB_BY_SHA_TABLE", &t.job_by_sha)
+            .env("DISPATCH_LOOKUP_DELAY_MS", "100")
+            .env("RECONCILE_SECS", "0")
+            .env("REDELIVER_SECS", "0")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    pub async fn wait_up(&self) {
+        let client = http_client();
+        for _ in 0..300 {
+            if client
+                .get(format!("{}/healthz", self.url()))
+                .send()
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the App did not start");
+    }
+
+    pub async fn deliver(&self, id: &str, body: Vec<u8>) -> u16 {
+        http_client()
+            .post(format!("{}/webhook", self.url()))
+            .header("x-github-event", "workflow_run")
+            .header("x-github-delivery", id)
+            .header(
+                "x-hub-signature-256",
+                autorevert::intake::signature::sign(SECRET, &body),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
