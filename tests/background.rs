@@ -60,7 +60,11 @@ async fn serve_asks_github_to_redeliver_what_it_never_received() {
     );
     let mut redelivered = github.state.lock().unwrap().redeliveries.clone();
     redelivered.sort();
-    assert_eq!(redelivered, [501, 502], "each failed delivery once, the fine one never");
+    assert_eq!(
+        redelivered,
+        [501, 502],
+        "each failed delivery once, the fine one never"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,11 +90,15 @@ async fn serve_starts_every_configured_background_task_and_reports_it() {
     assert_eq!(tasks["reconcile"]["every_secs"], 1);
     assert_eq!(tasks["redelivery_sweep"]["last_ok"], true, "{tasks}");
     assert!(
-        !github.requests_matching("GET", "/app/hook/deliveries").is_empty(),
+        !github
+            .requests_matching("GET", "/app/hook/deliveries")
+            .is_empty(),
         "the sweep asked GitHub"
     );
     assert!(
-        !github.requests_matching("GET", "/actions/workflows").is_empty(),
+        !github
+            .requests_matching("GET", "/actions/workflows")
+            .is_empty(),
         "the reconciler asked GitHub"
     );
 }
@@ -107,5 +115,9 @@ async fn serve_starts_no_task_that_is_switched_off() {
     app.wait().unwrap();
     let names: Vec<&String> = tasks.as_object().unwrap().keys().collect();
     assert_eq!(names, ["heartbeat"], "{tasks}");
-    assert!(github.requests_matching("GET", "/app/hook/deliveries").is_empty());
+    assert!(
+        github
+            .requests_matching("GET", "/app/hook/deliveries")
+            .is_empty()
+    );
 }

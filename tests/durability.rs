@@ -4,6 +4,7 @@ mod common;
 
 use autorevert::intake::delivery_log::DeliveryLog as Spool;
 use axum::http::StatusCode;
+use common::binary::Binary;
 use common::*;
 use std::time::Duration;
 

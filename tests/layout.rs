@@ -37,7 +37,12 @@ fn code_of(path: &Path) -> (String, Option<String>) {
     let top = rel
         .components()
         .next()
-        .map(|c| c.as_os_str().to_string_lossy().trim_end_matches(".rs").to_string())
+        .map(|c| {
+            c.as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_string()
+        })
         .filter(|t| t != "lib" && t != "main");
     let text = std::fs::read_to_string(path).unwrap();
     let code = match text.find("\n#[cfg(test)]") {
@@ -49,7 +54,10 @@ fn code_of(path: &Path) -> (String, Option<String>) {
 
 fn all_sources() -> Vec<PathBuf> {
     let mut files = Vec::new();
-    sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    sources(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
     assert!(files.len() > 20, "found {} source files", files.len());
     files
 }
@@ -80,7 +88,11 @@ fn imports_only_run_downward() {
             }
         }
     }
-    assert!(upward.is_empty(), "imports that run upward:\n{}", upward.join("\n"));
+    assert!(
+        upward.is_empty(),
+        "imports that run upward:\n{}",
+        upward.join("\n")
+    );
 }
 
 #[test]
@@ -93,5 +105,9 @@ fn no_source_file_is_longer_than_it_should_be() {
             long.push(format!("{}: {lines} lines", path.display()));
         }
     }
-    assert!(long.is_empty(), "over {MAX_LINES} lines:\n{}", long.join("\n"));
+    assert!(
+        long.is_empty(),
+        "over {MAX_LINES} lines:\n{}",
+        long.join("\n")
+    );
 }

@@ -79,7 +79,7 @@ impl Heartbeat {
         self.others.lock().expect("others lock").clone()
     }
 
-    async fn beat(&self) -> anyhow::Result<String> {
+    async fn beat(&self) -> anyhow::Result<serde_json::Value> {
         let mut me = self.me.lock().expect("me lock").clone();
         let seen = beat_once(&self.store, &mut me, self.every * 3).await?;
         for o in &seen {
@@ -96,7 +96,7 @@ impl Heartbeat {
             .iter()
             .map(|o| format!("{} pid {}, seen {}", o.host, o.pid, o.seen_at))
             .collect();
-        Ok(format!("heartbeat: {} other instance(s)", seen.len()))
+        Ok(serde_json::json!({ "other_instances": seen.len() }))
     }
 
     /// Records a clean stop, so that the next start of the App does not take this one for

@@ -22,8 +22,8 @@ pub struct TaskStatus {
     pub every_secs: u64,
     pub passes: u64,
     pub last_pass: Option<DateTime<Utc>>,
-    /// What the last pass said (its summary, or its error).
-    pub last_result: Option<String>,
+    /// What the last pass said: its summary, or its error.
+    pub last_result: Option<serde_json::Value>,
     pub last_ok: Option<bool>,
 }
 
@@ -48,11 +48,12 @@ impl Default for Tasks {
 
 impl Tasks {
     /// Runs `pass` every `every`, the first right away, until `stop`. A pass says what it
-    /// did, or why it failed; the next pass comes regardless.
-    pub fn every<F, Fut>(&mut self, name: &'static str, every: Duration, mut pass: F)
+    /// did (a summary to serialize), or why it failed; the next pass comes regardless.
+    pub fn every<F, Fut, S>(&mut self, name: &'static str, every: Duration, mut pass: F)
     where
         F: FnMut() -> Fut + Send + 'static,
-        Fut: Future<Output = anyhow::Result<String>> + Send,
+        Fut: Future<Output = anyhow::Result<S>> + Send,
+        S: Serialize,
     {
         self.statuses.lock().expect("tasks lock").insert(
             name,
@@ -78,6 +79,7 @@ impl Tasks {
                     r = pass() => r,
                     _ = stop.changed() => return,
                 };
+                let result = result.map(|s| serde_json::to_value(s).unwrap_or_default());
                 report(&statuses, name, result);
             }
         });
@@ -113,11 +115,11 @@ impl Tasks {
     }
 }
 
-fn report(statuses: &Statuses, name: &'static str, result: anyhow::Result<String>) {
+fn report(statuses: &Statuses, name: &'static str, result: anyhow::Result<serde_json::Value>) {
     let ok = result.is_ok();
     let said = match result {
         Ok(summary) => {
-            tracing::info!(task = name, "{summary}");
+            tracing::info!(task = name, %summary, "background pass done");
             summary
         }
         Err(e) => {
@@ -127,7 +129,7 @@ fn report(statuses: &Statuses, name: &'static str, result: anyhow::Result<String
                 error = e,
                 "background pass failed; the next one retries"
             );
-            e
+            serde_json::Value::String(e)
         }
     };
     if let Some(s) = statuses.lock().expect("tasks lock").get_mut(name) {

@@ -20,7 +20,7 @@ use chrono::Utc;
 use std::collections::HashMap;
 use std::time::Duration;
 
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default, PartialEq, serde::Serialize)]
 pub struct Pass {
     /// Failed main-branch runs found without a restart (missed failure webhooks).
     pub missed_failures: usize,
@@ -34,17 +34,10 @@ pub struct Pass {
     pub errors: usize,
 }
 
-impl std::fmt::Display for Pass {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "reconcile pass done: {} missed failure(s), {} restart(s) refreshed, {} unknown settled, {} refused retried, {} error(s)",
-            self.missed_failures,
-            self.restarts_refreshed,
-            self.unknown_settled,
-            self.retried_refused,
-            self.errors
-        )
+impl Pass {
+    fn failed(&mut self, about: &str, what: &str, e: anyhow::Error) {
+        tracing::warn!(about, error = format!("{e:#}"), "reconcile: {what} failed");
+        self.errors += 1;
     }
 }
 
@@ -84,13 +77,7 @@ impl Reconciler<'_> {
             installations.insert(repo.clone(), installation);
             for name in &self.engine.policy.workflows {
                 if let Err(e) = self.failed_runs(repo, name, installation, &mut pass).await {
-                    tracing::warn!(
-                        repo,
-                        workflow = name,
-                        error = format!("{e:#}"),
-                        "reconcile: reading failed runs failed"
-                    );
-                    pass.errors += 1;
+                    pass.failed(&format!("{repo} {name}"), "reading failed runs", e);
                 }
             }
         }
@@ -181,14 +168,7 @@ impl Reconciler<'_> {
                 let _ = self.pipeline.enqueue(d).await;
             }
             Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(
-                    restart = r.restart_id,
-                    error = format!("{e:#}"),
-                    "reconcile: reading the restart's run failed"
-                );
-                pass.errors += 1;
-            }
+            Err(e) => pass.failed(&r.restart_id, "reading the restart's run", e),
         }
     }
 }

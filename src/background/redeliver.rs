@@ -24,7 +24,7 @@ use std::time::Duration;
 const WINDOW_DAYS: i64 = 3;
 const MAX_PAGES: usize = 20;
 
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default, PartialEq, Serialize)]
 pub struct Sweep {
     pub failed_seen: usize,
     pub already_received: usize,
@@ -147,16 +147,6 @@ pub async fn sweep_once(
     Ok(sweep)
 }
 
-impl std::fmt::Display for Sweep {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "redelivery sweep done: {} failed seen, {} already received, {} redelivered, {} error(s)",
-            self.failed_seen, self.already_received, self.redelivered, self.errors
-        )
-    }
-}
-
 /// The sweep as a background task: every `every`, at most `max_per_pass` redeliveries.
 pub fn start(
     tasks: &mut Tasks,
@@ -173,10 +163,6 @@ pub fn start(
             store.clone(),
             state_path.clone(),
         );
-        async move {
-            sweep_once(&gh, &intake, Some(&store), &path, max_per_pass, Utc::now())
-                .await
-                .map(|s| s.to_string())
-        }
+        async move { sweep_once(&gh, &intake, Some(&store), &path, max_per_pass, Utc::now()).await }
     });
 }

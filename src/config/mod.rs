@@ -87,22 +87,12 @@ pub struct ClickHouseArgs {
 #[derive(Args, Clone)]
 pub struct PolicyArgs {
     /// Repositories the App acts on, comma-separated.
-    #[arg(
-        long,
-        env = "AUTOREVERT_REPOS",
-        default_value = "pytorch/pytorch",
-        value_delimiter = ','
-    )]
-    pub repos: Vec<String>,
+    #[arg(long, env = "AUTOREVERT_REPOS", default_value = "pytorch/pytorch")]
+    pub repos: List,
     /// Workflow display names to watch, comma-separated
     /// (PyTorch's list: Lint,trunk,pull,inductor,linux-aarch64,slow).
-    #[arg(
-        long,
-        env = "AUTOREVERT_WORKFLOWS",
-        default_value = "trunk",
-        value_delimiter = ','
-    )]
-    pub workflows: Vec<String>,
+    #[arg(long, env = "AUTOREVERT_WORKFLOWS", default_value = "trunk")]
+    pub workflows: List,
     /// run = dispatch; log = record as dry-run, no POST; skip = record the decision only.
     #[arg(long, env = "RESTART_ACTION", default_value = "run")]
     pub restart_action: RestartAction,
@@ -300,7 +290,7 @@ impl ClickHouseArgs {
 
 impl PolicyArgs {
     pub fn validate(&self, ingest: bool) -> Result<Policy> {
-        let repos: Vec<String> = clean_list(&self.repos);
+        let repos = self.repos.0.clone();
         if repos.is_empty() {
             bail!("AUTOREVERT_REPOS is empty: name at least one owner/name");
         }
@@ -311,7 +301,7 @@ impl PolicyArgs {
                 bail!("AUTOREVERT_REPOS: {r:?} is not owner/name");
             }
         }
-        let workflows = clean_list(&self.workflows);
+        let workflows = self.workflows.0.clone();
         if workflows.is_empty() {
             bail!("AUTOREVERT_WORKFLOWS is empty: name at least one workflow (e.g. trunk)");
         }
@@ -427,12 +417,16 @@ pub fn parse_secrets(raw: Option<&str>) -> Result<Vec<SecretString>> {
     Ok(out)
 }
 
-fn clean_list(items: &[String]) -> Vec<String> {
-    items
-        .iter()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
+/// A comma-separated list: entries trimmed, empty ones dropped.
+#[derive(Debug, Clone)]
+pub struct List(pub Vec<String>);
+
+impl std::str::FromStr for List {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<List, Self::Err> {
+        let items = s.split(',').map(str::trim).filter(|s| !s.is_empty());
+        Ok(List(items.map(str::to_string).collect()))
+    }
 }
 
 fn parse_http_url(var: &str, raw: &str) -> Result<Url> {

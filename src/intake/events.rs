@@ -141,20 +141,22 @@ struct InstallationRef {
     id: u64,
 }
 
+/// A `workflow_run` or `workflow_job` delivery: its envelope and the run or job.
 #[derive(Deserialize)]
-struct WorkflowRunPayload {
+struct Payload<T> {
     action: Action,
     repository: RepoRef,
     installation: Option<InstallationRef>,
-    workflow_run: Run,
+    #[serde(rename = "workflow_run", alias = "workflow_job")]
+    subject: T,
 }
 
-#[derive(Deserialize)]
-struct WorkflowJobPayload {
-    action: Action,
-    repository: RepoRef,
-    installation: Option<InstallationRef>,
-    workflow_job: Job,
+impl<T: serde::de::DeserializeOwned> Payload<T> {
+    fn parse(body: &[u8]) -> Result<(Action, String, Option<u64>, T), serde_json::Error> {
+        let p: Payload<T> = serde_json::from_slice(body)?;
+        let installation = p.installation.map(|i| i.id);
+        Ok((p.action, p.repository.full_name, installation, p.subject))
+    }
 }
 
 #[derive(Deserialize)]
@@ -180,21 +182,21 @@ pub fn parse(event_name: &str, body: &[u8]) -> Result<Event, ParseError> {
     };
     Ok(match event_name {
         "workflow_run" => {
-            let p: WorkflowRunPayload = serde_json::from_slice(body).map_err(err)?;
+            let (action, repo, installation_id, run) = Payload::parse(body).map_err(err)?;
             Event::WorkflowRun(WorkflowRunEvent {
-                action: p.action,
-                repo: p.repository.full_name,
-                installation_id: p.installation.map(|i| i.id),
-                run: p.workflow_run,
+                action,
+                repo,
+                installation_id,
+                run,
             })
         }
         "workflow_job" => {
-            let p: WorkflowJobPayload = serde_json::from_slice(body).map_err(err)?;
+            let (action, repo, installation_id, job) = Payload::parse(body).map_err(err)?;
             Event::WorkflowJob(WorkflowJobEvent {
-                action: p.action,
-                repo: p.repository.full_name,
-                installation_id: p.installation.map(|i| i.id),
-                job: p.workflow_job,
+                action,
+                repo,
+                installation_id,
+                job,
             })
         }
         "ping" => {

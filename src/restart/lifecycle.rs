@@ -8,9 +8,8 @@ use super::outcome::{Judgement, Verdict};
 use crate::github::DispatchResult;
 use chrono::{DateTime, Utc};
 
+snake_case_enum! {
 /// What the event log says happened (its `kind` column, by these snake_case names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::IntoStaticStr)]
-#[strum(serialize_all = "snake_case")]
 pub enum EventKind {
     /// A restart was warranted but the policy held it back.
     Skipped,
@@ -31,11 +30,6 @@ pub enum EventKind {
     Unconfirmed,
     Outcome,
 }
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
 }
 
 /// One step of a restart's life.
@@ -280,16 +274,19 @@ mod tests {
         }
     }
 
+    /// A dispatching restart after the POST came to `result`, at second 2.
+    fn after(result: DispatchResult) -> (Restart, Change) {
+        let mut r = dispatching();
+        let c = r.apply(&dispatch(result), at(2));
+        (r, c)
+    }
+
     #[test]
     fn a_created_run_is_dispatched_with_its_id() {
-        let mut r = dispatching();
-        let c = r.apply(
-            &dispatch(DispatchResult::Created {
-                run_id: 9,
-                html_url: "u".into(),
-            }),
-            at(2),
-        );
+        let (r, c) = after(DispatchResult::Created {
+            run_id: 9,
+            html_url: "u".into(),
+        });
         assert_eq!(c.kind, EventKind::Dispatched);
         assert_eq!(r.status, Status::Dispatched);
         assert_eq!(
@@ -301,14 +298,10 @@ mod tests {
 
     #[test]
     fn a_refusal_names_githubs_status_and_message() {
-        let mut r = dispatching();
-        let c = r.apply(
-            &dispatch(DispatchResult::Rejected {
-                status: 422,
-                message: "No ref found".into(),
-            }),
-            at(1),
-        );
+        let (r, c) = after(DispatchResult::Rejected {
+            status: 422,
+            message: "No ref found".into(),
+        });
         assert_eq!(
             (c.kind, r.status),
             (EventKind::DispatchFailed, Status::DispatchFailed)

@@ -3,6 +3,26 @@
 //! which run belongs to a restart (`adopt`), and the verdict on a finished one (`outcome`).
 //! All of it is pure: no I/O, no clock (time comes in as an argument).
 
+/// A domain enum stored and shown by its snake_case name (strum derives the conversions).
+macro_rules! snake_case_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, strum::Display,
+                 strum::EnumString, strum::IntoStaticStr)]
+        #[serde(rename_all = "snake_case")]
+        #[strum(serialize_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                self.into()
+            }
+        }
+    };
+}
+
 pub mod adopt;
 pub mod command;
 pub mod decide;

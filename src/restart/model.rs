@@ -21,20 +21,8 @@ impl fmt::Display for RestartKey {
     }
 }
 
+snake_case_enum! {
 /// Where a restart stands. Stored as its snake_case name.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
 pub enum Status {
     /// Intent recorded, POST not answered yet. Found at start-up, it means the process
     /// died mid-dispatch: the run must be looked up before anything is sent again.
@@ -50,12 +38,9 @@ pub enum Status {
     Unconfirmed,
     Completed,
 }
+}
 
 impl Status {
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
     /// Whether a run may still show up for this restart (it counts toward the cap either way).
     pub fn awaits_run(self) -> bool {
         matches!(

@@ -61,20 +61,8 @@ pub fn is_excluded(name: &str) -> bool {
     EXCLUDED_JOB_MARKERS.iter().any(|m| name.contains(m))
 }
 
+snake_case_enum! {
 /// The verdict for one originally failing job, or for the whole restart.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
 pub enum Verdict {
     /// The originally failing job failed again on the same commit: the failure is real.
     Reproduced,
@@ -83,11 +71,6 @@ pub enum Verdict {
     /// Cancelled, skipped, missing, still running, or only other jobs failed.
     Inconclusive,
 }
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
 }
 
 /// One job's final state, as far as judging goes.
@@ -275,68 +258,72 @@ mod tests {
         assert_eq!(base_name("unbalanced (x, y"), "unbalanced");
     }
 
+    /// Judges a restart from (name, conclusion) pairs of the original run and the restart.
+    fn judged(orig: &[(&str, &str)], restart: &[(&str, &str)]) -> Judgement {
+        let jobs = |v: &[(&str, &str)]| v.iter().map(|(n, c)| job(n, c)).collect::<Vec<_>>();
+        judge(&jobs(orig), &jobs(restart))
+    }
+
     #[test]
     fn same_job_failing_again_is_reproduced() {
         let orig = [
-            job("l / test (default, 1, 2, r)", "failure"),
-            job("l / build", "success"),
+            ("l / test (default, 1, 2, r)", "failure"),
+            ("l / build", "success"),
         ];
         let restart = [
-            job("l / test (default, 1, 2, r)", "success"),
-            job("l / test (default, 2, 2, r)", "failure"),
-            job("l / build", "success"),
+            ("l / test (default, 1, 2, r)", "success"),
+            ("l / test (default, 2, 2, r)", "failure"),
+            ("l / build", "success"),
         ];
-        let j = judge(&orig, &restart);
+        let j = judged(&orig, &restart);
         assert_eq!(j.verdict, Verdict::Reproduced);
         assert_eq!(j.jobs[0].job, "l / test (default)");
     }
 
     #[test]
     fn all_passing_is_not_reproduced() {
-        let orig = [job("a / test (default, 1, 1, r)", "failure")];
-        let restart = [job("a / test (default, 1, 1, r)", "success")];
-        assert_eq!(judge(&orig, &restart).verdict, Verdict::NotReproduced);
+        let j = judged(
+            &[("a / test (default, 1, 1, r)", "failure")],
+            &[("a / test (default, 1, 1, r)", "success")],
+        );
+        assert_eq!(j.verdict, Verdict::NotReproduced);
     }
 
     #[test]
     fn only_another_job_failing_is_inconclusive() {
-        let orig = [job("a / test (default, 1, 1, r)", "failure")];
+        let orig = [("a / test (default, 1, 1, r)", "failure")];
         let restart = [
-            job("a / test (default, 1, 1, r)", "success"),
-            job("b / build", "failure"),
+            ("a / test (default, 1, 1, r)", "success"),
+            ("b / build", "failure"),
         ];
-        let j = judge(&orig, &restart);
+        let j = judged(&orig, &restart);
         assert_eq!(j.verdict, Verdict::Inconclusive);
         assert_eq!(j.other_failures, vec!["b / build".to_string()]);
     }
 
     #[test]
     fn cancelled_or_missing_is_inconclusive() {
-        let orig = [job("a", "failure"), job("b", "failure")];
-        assert_eq!(
-            judge(&orig, &[job("a", "cancelled")]).verdict,
-            Verdict::Inconclusive
-        );
-        assert_eq!(
-            judge(&orig, &[job("a", "success")]).verdict,
-            Verdict::Inconclusive
-        );
-        assert_eq!(
-            judge(&[], &[job("a", "failure")]).verdict,
-            Verdict::Inconclusive
-        );
+        let orig = [("a", "failure"), ("b", "failure")];
+        for (o, r) in [
+            (&orig[..], ("a", "cancelled")),
+            (&orig[..], ("a", "success")),
+            (&[], ("a", "failure")),
+        ] {
+            assert_eq!(
+                judged(o, &[r]).verdict,
+                Verdict::Inconclusive,
+                "{o:?} then {r:?}"
+            );
+        }
     }
 
     #[test]
     fn excluded_jobs_are_no_evidence() {
-        let orig = [
-            job("a / test (mem_leak_check, 1, 1, r)", "failure"),
-            job("b", "failure"),
-        ];
-        let restart = [
-            job("a / test (mem_leak_check, 1, 1, r)", "failure"),
-            job("b", "success"),
-        ];
-        assert_eq!(judge(&orig, &restart).verdict, Verdict::NotReproduced);
+        let leak = "a / test (mem_leak_check, 1, 1, r)";
+        let j = judged(
+            &[(leak, "failure"), ("b", "failure")],
+            &[(leak, "failure"), ("b", "success")],
+        );
+        assert_eq!(j.verdict, Verdict::NotReproduced);
     }
 }

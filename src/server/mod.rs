@@ -169,7 +169,7 @@ fn start_tasks(
                     github: &gh,
                     lookback,
                 };
-                Ok(r.pass().await.to_string())
+                Ok(r.pass().await)
             }
         });
     }

@@ -7,6 +7,10 @@ use crate::restart::{JobState, Restart, RestartKey, trunk_ref};
 use anyhow::{Context, Result};
 use std::time::Duration;
 
+/// The condition on a restart key's columns (bound by `query_key`).
+const KEY_IS: &str =
+    "repo = {repo:String} AND workflow = {workflow:String} AND head_sha = {sha:String}";
+
 impl Store {
     /// Restarts requested within the last `days` days, newest version of each.
     pub async fn load_restarts(&self, days: u32) -> Result<Vec<Restart>> {
@@ -24,17 +28,14 @@ impl Store {
         rows.into_iter().map(RestartRow::into_restart).collect()
     }
 
+    /// The restarts of one commit's workflow, oldest attempt first.
     pub async fn restarts_for(&self, key: &RestartKey) -> Result<Vec<Restart>> {
-        let rows: Vec<RestartRow> = self
-            .client
-            .query(&format!(
-                "SELECT ?fields FROM {} FINAL WHERE repo = {{repo:String}} AND workflow = {{workflow:String}}
-                 AND head_sha = {{sha:String}} ORDER BY attempt",
-                self.t("restarts")
-            ))
-            .param("repo", &key.repo)
-            .param("workflow", &key.workflow)
-            .param("sha", &key.head_sha)
+        let sql = format!(
+            "SELECT ?fields FROM {} FINAL WHERE {KEY_IS} ORDER BY attempt",
+            self.t("restarts")
+        );
+        let query = self.query_key(&sql, key);
+        let rows: Vec<RestartRow> = query
             .fetch_all()
             .within(self.timeout)
             .await
@@ -42,16 +43,22 @@ impl Store {
         rows.into_iter().map(RestartRow::into_restart).collect()
     }
 
-    pub async fn events_for(&self, key: &RestartKey) -> Result<Vec<EventRow>> {
+    /// A query whose `KEY_IS` condition names this restart key.
+    fn query_key(&self, sql: &str, key: &RestartKey) -> clickhouse::query::Query {
         self.client
-            .query(&format!(
-                "SELECT ?fields FROM {} WHERE repo = {{repo:String}} AND workflow = {{workflow:String}}
-                 AND head_sha = {{sha:String}} ORDER BY ts, event_id",
-                self.t("events")
-            ))
+            .query(sql)
             .param("repo", &key.repo)
             .param("workflow", &key.workflow)
             .param("sha", &key.head_sha)
+    }
+
+    /// The event log of one commit's workflow, in order.
+    pub async fn events_for(&self, key: &RestartKey) -> Result<Vec<EventRow>> {
+        let sql = format!(
+            "SELECT ?fields FROM {} WHERE {KEY_IS} ORDER BY ts, event_id",
+            self.t("events")
+        );
+        self.query_key(&sql, key)
             .fetch_all()
             .within(self.timeout)
             .await

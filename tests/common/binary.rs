@@ -96,4 +96,3 @@ impl Binary {
             .as_u16()
     }
 }
-

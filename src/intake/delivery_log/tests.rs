@@ -179,19 +179,35 @@ async fn a_torn_record_before_zeros_is_cut() -> io::Result<()> {
     Ok(())
 }
 
+/// A record's payload, field by field (`body_bytes` is absent in the first format).
+fn payload(
+    seq: u64,
+    at: i64,
+    body_bytes: Option<u32>,
+    id: &str,
+    name: &str,
+    rest: &[u8],
+) -> Vec<u8> {
+    let mut p = seq.to_le_bytes().to_vec();
+    p.extend_from_slice(&at.to_le_bytes());
+    if let Some(n) = body_bytes {
+        p.extend_from_slice(&n.to_le_bytes());
+    }
+    for field in [id, name] {
+        p.extend_from_slice(&(field.len() as u16).to_le_bytes());
+        p.extend_from_slice(field.as_bytes());
+    }
+    p.extend_from_slice(rest);
+    p
+}
+
 /// A segment of the first format (GitHub's raw body in each record) is still read.
 #[tokio::test]
 async fn first_format_segments_are_still_read() -> io::Result<()> {
     let d = dir()?;
     let body = br#"{"zen":"old"}"#;
-    let mut payload = Vec::new();
-    payload.extend_from_slice(&7u64.to_le_bytes());
-    payload.extend_from_slice(&5i64.to_le_bytes());
-    payload.extend_from_slice(&3u16.to_le_bytes());
-    payload.extend_from_slice(b"old");
-    payload.extend_from_slice(&4u16.to_le_bytes());
-    payload.extend_from_slice(b"ping");
-    payload.extend_from_slice(body);
+    // First format: no body size, the raw body in place of the event.
+    let payload = payload(7, 5, None, "old", "ping", body);
     frame(
         &mut File::create(d.join(format!("seg-{:020}.log", 7)))?,
         &payload,
@@ -211,16 +227,7 @@ async fn first_format_segments_are_still_read() -> io::Result<()> {
 async fn undecodable_records_are_kept_aside_not_dropped() -> io::Result<()> {
     let (d, path) = closed_log_of_one("good").await?;
     // A record from some future build: same framing, an event this one does not know.
-    let mut rest = Vec::new();
-    rest.extend_from_slice(&3i64.to_le_bytes());
-    rest.extend_from_slice(&2u32.to_le_bytes());
-    rest.extend_from_slice(&6u16.to_le_bytes());
-    rest.extend_from_slice(b"future");
-    rest.extend_from_slice(&4u16.to_le_bytes());
-    rest.extend_from_slice(b"ping");
-    rest.extend_from_slice(br#"{"SomethingNew":{}}"#);
-    let mut payload = 2u64.to_le_bytes().to_vec();
-    payload.extend_from_slice(&rest);
+    let payload = payload(2, 3, Some(2), "future", "ping", br#"{"SomethingNew":{}}"#);
     frame(&mut OpenOptions::new().append(true).open(&path)?, &payload)?;
     let (spool, rec) = DeliveryLog::open(&d)?;
     assert_eq!(rec.pending.len(), 1, "the readable record is handed back");

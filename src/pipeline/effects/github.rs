@@ -1,37 +1,28 @@
 //! `Actions` on GitHub's REST API, and the stand-in when no credentials are configured.
 
-use super::Actions;
-use crate::github::{DispatchRequest, DispatchResult, GitHub, KillSwitch};
+use super::{Actions, request};
+use crate::github::{DispatchResult, GitHub, KillSwitch};
 use crate::intake::events::{Job, Run};
+use crate::restart::Restart;
 use anyhow::Result;
 
 #[async_trait::async_trait]
 impl Actions for GitHub {
-    async fn dispatch(&self, req: &DispatchRequest, installation: Option<u64>) -> DispatchResult {
-        GitHub::dispatch(self, req, installation)
+    async fn dispatch(&self, r: &Restart) -> DispatchResult {
+        GitHub::dispatch(self, &request(r), r.installation_id)
             .await
             .unwrap_or_else(|e| DispatchResult::NotSent {
                 reason: format!("{e:#}"),
             })
     }
 
-    async fn dispatched_runs(
-        &self,
-        repo: &str,
-        workflow_file: &str,
-        git_ref: &str,
-        installation: Option<u64>,
-    ) -> Result<Vec<Run>> {
-        GitHub::dispatched_runs(self, repo, workflow_file, git_ref, installation).await
+    async fn dispatched_runs(&self, r: &Restart) -> Result<Vec<Run>> {
+        let (repo, file) = (&r.key.repo, &r.workflow_file);
+        GitHub::dispatched_runs(self, repo, file, &r.trunk_ref(), r.installation_id).await
     }
 
-    async fn run_jobs(
-        &self,
-        repo: &str,
-        run_id: u64,
-        installation: Option<u64>,
-    ) -> Result<Vec<Job>> {
-        GitHub::run_jobs(self, repo, run_id, installation).await
+    async fn run_jobs(&self, r: &Restart, run_id: u64) -> Result<Vec<Job>> {
+        GitHub::run_jobs(self, &r.key.repo, run_id, r.installation_id).await
     }
 
     async fn kill_switch(
@@ -50,7 +41,7 @@ pub struct NoGitHub;
 
 #[async_trait::async_trait]
 impl Actions for NoGitHub {
-    async fn dispatch(&self, _: &DispatchRequest, _: Option<u64>) -> DispatchResult {
+    async fn dispatch(&self, _: &Restart) -> DispatchResult {
         // Refused before anything was sent: nothing can be, so the restart fails plainly.
         DispatchResult::Rejected {
             status: 0,
@@ -58,11 +49,11 @@ impl Actions for NoGitHub {
         }
     }
 
-    async fn dispatched_runs(&self, _: &str, _: &str, _: &str, _: Option<u64>) -> Result<Vec<Run>> {
+    async fn dispatched_runs(&self, _: &Restart) -> Result<Vec<Run>> {
         Ok(vec![])
     }
 
-    async fn run_jobs(&self, _: &str, _: u64, _: Option<u64>) -> Result<Vec<Job>> {
+    async fn run_jobs(&self, _: &Restart, _: u64) -> Result<Vec<Job>> {
         Ok(vec![])
     }
 

@@ -32,28 +32,17 @@ pub trait Evidence: Send + Sync {
     async fn restart_visible(&self, key: &RestartKey) -> Result<bool>;
 }
 
-/// What the pipeline asks of GitHub. Reads are retried by the client's one retry layer;
-/// `dispatch` is sent once and reports what it came to.
+/// What the pipeline asks of GitHub about a restart. Reads are retried by the client's one
+/// retry layer; `dispatch` is sent once and reports what it came to.
 #[async_trait::async_trait]
 pub trait Actions: Send + Sync {
-    /// Sends a dispatch once. An error before the POST (no installation token) is
-    /// `NotSent`: nothing reached GitHub.
-    async fn dispatch(&self, req: &DispatchRequest, installation: Option<u64>) -> DispatchResult;
-    /// Runs of a workflow dispatched on `git_ref`.
-    async fn dispatched_runs(
-        &self,
-        repo: &str,
-        workflow_file: &str,
-        git_ref: &str,
-        installation: Option<u64>,
-    ) -> Result<Vec<Run>>;
-    /// Every job of a run's latest attempt.
-    async fn run_jobs(
-        &self,
-        repo: &str,
-        run_id: u64,
-        installation: Option<u64>,
-    ) -> Result<Vec<Job>>;
+    /// Sends the restart's dispatch once. An error before the POST (no installation token)
+    /// is `NotSent`: nothing reached GitHub.
+    async fn dispatch(&self, r: &Restart) -> DispatchResult;
+    /// Runs of the restart's workflow dispatched on its `trunk/<sha>`.
+    async fn dispatched_runs(&self, r: &Restart) -> Result<Vec<Run>>;
+    /// Every job of a run's latest attempt (a run of the restart's repository).
+    async fn run_jobs(&self, r: &Restart, run_id: u64) -> Result<Vec<Job>>;
     /// The kill switch of a repository, if one is on.
     async fn kill_switch(
         &self,
@@ -61,4 +50,14 @@ pub trait Actions: Send + Sync {
         label: &str,
         installation: Option<u64>,
     ) -> Result<Option<KillSwitch>>;
+}
+
+/// The dispatch a restart stands for.
+pub fn request(r: &Restart) -> DispatchRequest {
+    DispatchRequest {
+        repo: r.key.repo.clone(),
+        workflow_file: r.workflow_file.clone(),
+        git_ref: r.trunk_ref(),
+        inputs: None,
+    }
 }

@@ -4,18 +4,9 @@
 
 use super::settle::Settle;
 use super::{FollowUps, Kind};
-use crate::github::{DispatchRequest, DispatchResult};
+use crate::github::DispatchResult;
+use crate::pipeline::effects::request;
 use crate::restart::{Change, EventKind, Restart, Transition};
-
-/// The dispatch a restart stands for.
-pub fn request(r: &Restart) -> DispatchRequest {
-    DispatchRequest {
-        repo: r.key.repo.clone(),
-        workflow_file: r.workflow_file.clone(),
-        git_ref: r.trunk_ref(),
-        inputs: None,
-    }
-}
 
 /// Records the claimed restart, then sends it once (a dry run only logs what it would send;
 /// a replayed one is settled: runs are listed first). An outcome that leaves the run unknown
@@ -43,7 +34,7 @@ pub async fn dispatch(settle: &Settle, follow_ups: &FollowUps, r: Restart, repla
         settle.spawn(follow_ups, &r.restart_id, true);
         return;
     }
-    let result = settle.github.dispatch(&req, r.installation_id).await;
+    let result = settle.github.dispatch(&r).await;
     let unsettled = matches!(
         result,
         DispatchResult::Unknown { .. } | DispatchResult::NotSent { .. }

@@ -56,11 +56,7 @@ impl Evaluate {
         if !gap {
             return known;
         }
-        match self
-            .github
-            .run_jobs(&r.key.repo, run_id, r.installation_id)
-            .await
-        {
+        match self.github.run_jobs(r, run_id).await {
             Ok(jobs) if !jobs.is_empty() => {
                 let states = jobs.iter().map(JobState::of).collect();
                 for j in &jobs {

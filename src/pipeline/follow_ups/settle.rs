@@ -48,15 +48,7 @@ impl Settle {
         if r.restart_run_id.is_some() || !r.status.awaits_run() {
             return None; // a webhook already told us
         }
-        let listed = self
-            .github
-            .dispatched_runs(
-                &r.key.repo,
-                &r.workflow_file,
-                &r.trunk_ref(),
-                r.installation_id,
-            )
-            .await;
+        let listed = self.github.dispatched_runs(&r).await;
         let runs = match listed {
             Ok(runs) => runs,
             Err(e) => {
@@ -92,8 +84,7 @@ impl Settle {
         else {
             return false;
         };
-        let req = super::dispatch::request(&r);
-        let result = self.github.dispatch(&req, r.installation_id).await;
+        let result = self.github.dispatch(&r).await;
         let unknown = matches!(result, DispatchResult::Unknown { .. });
         let t = Transition::Dispatch {
             result,
