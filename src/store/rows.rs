@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 
-/// A running App, as its heartbeat records it (see `instances.rs`).
+/// A running App, as its heartbeat records it (see `background/heartbeat.rs`).
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct InstanceRow {
     pub instance_id: String,
