@@ -74,22 +74,47 @@ impl Batch {
     }
 }
 
-/// The errors of the tables not written.
-#[derive(Default)]
-struct Failures(Vec<anyhow::Error>);
-
-impl Failures {
-    /// Empties a table's rows once written; keeps them and the error otherwise.
-    fn note<T>(&mut self, rows: &mut Vec<T>, r: Result<()>) {
-        match r {
-            Ok(()) => rows.clear(),
-            Err(e) => self.0.push(e),
-        }
+impl Store {
+    /// Writes one table's rows; empties them once written, keeps them otherwise.
+    async fn write_rows<T>(&self, table: &str, rows: &mut Vec<T>) -> Result<()>
+    where
+        T: RowOwned + RowWrite,
+    {
+        self.insert_rows::<T>(table, rows).await?;
+        rows.clear();
+        Ok(())
     }
 
-    fn into_result(self) -> Result<()> {
-        let more = self.0.len().saturating_sub(1);
-        match self.0.into_iter().next() {
+    /// Writes a batch: one INSERT per table that has rows, all tables at once, so a
+    /// ClickHouse that hangs costs one timeout per attempt, not one per table. Every table
+    /// is tried (one failing does not hold back the others); a table written successfully
+    /// is emptied from the batch, and the rest stays, unchanged, for the next attempt.
+    pub async fn write(&self, b: &mut Batch) -> Result<()> {
+        let (restarts, deliveries, events) =
+            (self.t("restarts"), self.t("deliveries"), self.t("events"));
+        let (jobs, verdicts) = (self.t("job_results"), self.t("restart_job_verdicts"));
+        let mirror = self.mirror_enabled();
+        if !mirror {
+            b.mirror_runs.clear();
+            b.mirror_jobs.clear();
+        }
+        let tables = self.tables().clone();
+        let results = tokio::join!(
+            self.write_rows(&restarts, &mut b.restarts),
+            self.write_rows(&deliveries, &mut b.deliveries),
+            self.write_rows(&events, &mut b.events),
+            self.write_rows(&jobs, &mut b.jobs),
+            self.write_rows(&verdicts, &mut b.verdicts),
+            self.write_rows(&tables.run, &mut b.mirror_runs),
+            self.write_mirror_jobs(&tables.job, &mut b.mirror_jobs),
+        );
+        let (r0, r1, r2, r3, r4, r5, r6) = results;
+        let failed: Vec<anyhow::Error> = [r0, r1, r2, r3, r4, r5, r6]
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
+        let more = failed.len().saturating_sub(1);
+        match failed.into_iter().next() {
             None => Ok(()),
             Some(e) if more == 0 => Err(e),
             Some(e) => Err(anyhow::anyhow!(
@@ -97,48 +122,14 @@ impl Failures {
             )),
         }
     }
-}
 
-impl Store {
-    async fn write_table<T>(&self, table: &str, rows: &mut Vec<T>, failed: &mut Failures)
-    where
-        T: RowOwned + RowWrite,
-    {
-        let r = self.insert_rows::<T>(&self.t(table), rows).await;
-        failed.note(rows, r);
-    }
-
-    /// Writes a batch: one INSERT per table that has rows. Every table is tried (one failing
-    /// does not hold back the others); a table written successfully is emptied from the
-    /// batch, and the rest stays, unchanged, for the next attempt.
-    pub async fn write(&self, b: &mut Batch) -> Result<()> {
-        let mut failed = Failures::default();
-        self.write_table("restarts", &mut b.restarts, &mut failed)
-            .await;
-        self.write_table("deliveries", &mut b.deliveries, &mut failed)
-            .await;
-        self.write_table("events", &mut b.events, &mut failed).await;
-        self.write_table("job_results", &mut b.jobs, &mut failed)
-            .await;
-        self.write_table("restart_job_verdicts", &mut b.verdicts, &mut failed)
-            .await;
-        if self.mirror_enabled() {
-            let tables = self.tables().clone();
-            let r = self
-                .insert_rows::<MirrorRunRow>(&tables.run, &b.mirror_runs)
-                .await;
-            failed.note(&mut b.mirror_runs, r);
-            // Without schema validation: ClickHouse 26 prints the named `steps` Tuple over
-            // several lines in DESCRIBE, which clickhouse-rs 0.15's type parser rejects. Plain
-            // RowBinary with an explicit column list (the struct's fields, in order) needs none.
-            let r = self
-                .insert_with::<MirrorJobRow>(&self.unvalidated, &tables.job, &b.mirror_jobs)
-                .await;
-            failed.note(&mut b.mirror_jobs, r);
-        } else {
-            b.mirror_runs.clear();
-            b.mirror_jobs.clear();
-        }
-        failed.into_result()
+    /// Without schema validation: ClickHouse 26 prints the named `steps` Tuple over several
+    /// lines in DESCRIBE, which clickhouse-rs 0.15's type parser rejects. Plain RowBinary with
+    /// an explicit column list (the struct's fields, in order) needs none.
+    async fn write_mirror_jobs(&self, table: &str, rows: &mut Vec<MirrorJobRow>) -> Result<()> {
+        self.insert_with::<MirrorJobRow>(&self.unvalidated, table, rows)
+            .await?;
+        rows.clear();
+        Ok(())
     }
 }

@@ -11,16 +11,19 @@
 //! rows: it is passed on only once the batch holding those rows is written, so a delivery
 //! whose records never reached ClickHouse is processed again after a crash.
 //!
-//! Two tasks: one collects rows, one writes them. Collection does not wait for ClickHouse
-//! (up to a bound): whatever piles up while an INSERT is in flight goes out together in the
-//! next, larger one, so a slow ClickHouse makes inserts bigger instead of stalling the
-//! pipeline (and then intake). A failed INSERT is sent again unchanged (see `writer`).
+//! Two tasks: one collects rows, one writes them. Collection never waits for ClickHouse:
+//! whatever piles up while an INSERT is in flight goes out together in the next, larger
+//! one, so a slow ClickHouse makes inserts bigger instead of stalling the pipeline (and then
+//! intake); past a bound, rows are given up, never the deliveries (see `Collector`). A
+//! failed INSERT is sent again unchanged (see `Writer`).
 
 pub use super::batch::Entry;
 
 use super::Store;
 use super::batch::Batch;
 use crate::intake::delivery_log::DeliveryLog;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -113,8 +116,8 @@ struct Writer {
     /// After rows were given up, an ack below this may belong to a delivery whose rows were
     /// among them (a delivery's rows can span batches): it is not passed on, and the
     /// delivery is handled again at the next start (its rows collapse by key, or are
-    /// recognized as repeats).
-    distrust_below: u64,
+    /// recognized as repeats). Shared with the collector, which may give rows up too.
+    distrust_below: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -166,7 +169,7 @@ impl Writer {
         tracing::debug!(rows, "recorded");
         if let Some(log) = &self.log {
             for seq in self.pending.acks.drain(..) {
-                if seq >= self.distrust_below {
+                if seq >= self.distrust_below.load(Ordering::SeqCst) {
                     log.ack(seq);
                 }
             }
@@ -195,7 +198,8 @@ impl Writer {
             );
             self.pending = Handover::default();
             if let Some(log) = &self.log {
-                self.distrust_below = log.next_seq();
+                self.distrust_below
+                    .fetch_max(log.next_seq(), Ordering::SeqCst);
             }
         }
     }
@@ -214,6 +218,68 @@ impl Writer {
     }
 }
 
+/// The collecting task: adds rows to the open handover, and hands it to the writer every
+/// `interval`, at `max_rows`, or on a flush. It never waits for the writer: while the
+/// writer is busy (a slow or hanging ClickHouse) the rows stay in the open handover, which
+/// grows, up to `max_buffered` rows; past that its rows are given up (their deliveries stay
+/// in the delivery log) rather than slowing the pipeline, and with it intake.
+struct Collector {
+    open: Handover,
+    to_writer: mpsc::Sender<Handover>,
+    max_rows: usize,
+    max_buffered: usize,
+    log: Option<DeliveryLog>,
+    distrust_below: Arc<AtomicU64>,
+}
+
+impl Collector {
+    /// Hands the open rows over if the writer has room; false once the writer has stopped.
+    fn hand_over(&mut self) -> bool {
+        match self.to_writer.try_send(std::mem::take(&mut self.open)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(back)) => {
+                self.open = back;
+                if self.open.batch.len() > self.max_buffered {
+                    self.give_up();
+                }
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    fn give_up(&mut self) {
+        tracing::error!(
+            rows = self.open.batch.len(),
+            deliveries = self.open.acks.len(),
+            "ClickHouse too slow for too long: collected rows given up; their deliveries stay in the delivery log"
+        );
+        self.open.batch = Batch::default();
+        self.open.acks.clear();
+        self.open.answer(false);
+        if let Some(log) = &self.log {
+            self.distrust_below
+                .fetch_max(log.next_seq(), Ordering::SeqCst);
+        }
+    }
+
+    /// Takes one message; false once the writer has stopped.
+    fn take(&mut self, msg: Msg) -> bool {
+        match msg {
+            Msg::Add(e) => {
+                if let Some(seq) = self.open.batch.push(*e) {
+                    self.open.acks.push(seq);
+                }
+                self.open.batch.len() < self.max_rows || self.hand_over()
+            }
+            Msg::Flush(ack) => {
+                self.open.done.push(ack);
+                self.hand_over()
+            }
+        }
+    }
+}
+
 async fn run(
     store: Store,
     log: Option<DeliveryLog>,
@@ -222,48 +288,42 @@ async fn run(
     max_rows: usize,
     max_buffered: usize,
 ) {
-    // Room for a few batches; past that, collection waits (bounded memory).
-    let (wtx, wrx) = mpsc::channel::<Handover>(16);
+    let (to_writer, wrx) = mpsc::channel::<Handover>(4);
+    let distrust_below = Arc::new(AtomicU64::new(0));
     let writer = Writer {
         store,
-        log,
+        log: log.clone(),
         max_buffered,
         pending: Handover::default(),
         later: Handover::default(),
         open: true,
-        distrust_below: 0,
+        distrust_below: distrust_below.clone(),
     };
     let writing = tokio::spawn(writer.run(wrx));
-    let mut open = Handover::default();
+    let mut c = Collector {
+        open: Handover::default(),
+        to_writer,
+        max_rows,
+        max_buffered,
+        log,
+        distrust_below,
+    };
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        let keep_on = tokio::select! {
             msg = rx.recv() => match msg {
                 None => break,
-                Some(Msg::Add(e)) => {
-                    if let Some(seq) = open.batch.push(*e) {
-                        open.acks.push(seq);
-                    }
-                    if open.batch.len() >= max_rows && wtx.send(std::mem::take(&mut open)).await.is_err() {
-                        break;
-                    }
-                }
-                Some(Msg::Flush(ack)) => {
-                    open.done.push(ack);
-                    if wtx.send(std::mem::take(&mut open)).await.is_err() {
-                        break;
-                    }
-                }
+                Some(msg) => c.take(msg),
             },
-            _ = tick.tick(), if !open.batch.is_empty() || !open.acks.is_empty() => {
-                if wtx.send(std::mem::take(&mut open)).await.is_err() {
-                    break;
-                }
-            }
+            _ = tick.tick(), if !c.open.is_empty() => c.hand_over(),
+        };
+        if !keep_on {
+            break;
         }
     }
-    let _ = wtx.send(open).await;
-    drop(wtx);
+    // Stopping: what is left goes to the writer for its last try.
+    let _ = c.to_writer.send(std::mem::take(&mut c.open)).await;
+    drop(c);
     let _ = writing.await;
 }
