@@ -77,6 +77,7 @@ pub struct GhState {
     pub jobs: HashMap<u64, Vec<Value>>,
     pub answers: VecDeque<DispatchAnswer>,
     pub next_run_id: u64,
+    pub next_job_id: u64,
     /// Workflow files by path: contents for the contents API.
     pub files: HashMap<String, String>,
     pub workflows: Vec<(String, String, String)>,
@@ -649,6 +650,7 @@ impl FakeGitHub {
             jobs: HashMap::new(),
             answers: VecDeque::new(),
             next_run_id: 9_100_000_001,
+            next_job_id: 70_000_000_001,
             files: HashMap::new(),
             workflows: vec![(
                 "trunk".into(),
@@ -736,4 +738,235 @@ impl FakeGitHub {
     pub fn set_jobs(&self, run_id: u64, jobs: Vec<Value>) {
         self.state.lock().unwrap().jobs.insert(run_id, jobs);
     }
+}
+
+// ---- webhooks from the fake's own state ----
+//
+// A run the fake knows (a push run a test added, or the run a dispatch created) changes
+// state here first, and its deliveries are then generated from that state: a test says
+// "GitHub completes the restart with these job conclusions" and the bodies follow, with
+// the ids, tag, trigger and timestamps GitHub would put in them.
+
+impl FakeRun {
+    /// A `trunk` run of pytorch/pytorch on `main`, started by a push of `sha`; queued.
+    pub fn push(id: u64, sha: &str) -> FakeRun {
+        FakeRun {
+            id,
+            repo: super::REPO.into(),
+            workflow_file: "trunk.yml".into(),
+            head_sha: sha.into(),
+            head_branch: "main".into(),
+            event: "push".into(),
+            status: "queued".into(),
+            conclusion: None,
+            created_at: chrono::Utc::now(),
+        }
+    }
+}
+
+fn now_secs() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The `status` GitHub sends with each action (`requested` runs are `queued`).
+fn status_for(action: &str) -> &str {
+    match action {
+        "requested" => "queued",
+        other => other,
+    }
+}
+
+impl FakeGitHub {
+    /// GitHub creates a `trunk` run on `main` for a push of `sha` (queued); returns its id,
+    /// the next one GitHub hands out.
+    pub fn push_run(&self, sha: &str) -> u64 {
+        let mut s = self.state.lock().unwrap();
+        let id = s.next_run_id;
+        s.next_run_id += 1;
+        s.runs.push(FakeRun::push(id, sha));
+        id
+    }
+
+    /// The next run GitHub creates (a dispatch, `push_run`) gets this id.
+    pub fn set_next_run_id(&self, id: u64) {
+        self.state.lock().unwrap().next_run_id = id;
+    }
+
+    /// The run as GitHub has it now; panics when there is no such run.
+    pub fn run(&self, id: u64) -> FakeRun {
+        let s = self.state.lock().unwrap();
+        s.runs
+            .iter()
+            .find(|r| r.id == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("the fake GitHub has no run {id}"))
+    }
+
+    /// The runs dispatches created on `trunk/<sha>`, oldest first.
+    pub fn dispatched_runs(&self, sha: &str) -> Vec<FakeRun> {
+        let tag = format!("trunk/{sha}");
+        let s = self.state.lock().unwrap();
+        s.runs
+            .iter()
+            .filter(|r| r.event == "workflow_dispatch" && r.head_branch == tag)
+            .cloned()
+            .collect()
+    }
+
+    /// GitHub starts the run (`in_progress`).
+    pub fn start_run(&self, id: u64) {
+        let mut s = self.state.lock().unwrap();
+        let run = s.runs.iter_mut().find(|r| r.id == id);
+        run.unwrap_or_else(|| panic!("the fake GitHub has no run {id}"))
+            .status = "in_progress".into();
+    }
+
+    /// GitHub queues jobs named `names` in the run (REST job objects, in this order);
+    /// returns their ids.
+    pub fn queue_jobs(&self, run_id: u64, names: &[&str]) -> Vec<u64> {
+        let run = self.run(run_id);
+        let mut s = self.state.lock().unwrap();
+        let mut ids = vec![];
+        for name in names {
+            let id = s.next_job_id;
+            s.next_job_id += 1;
+            let mut j = super::rest_job(id, run_id, &run.head_sha, name, "success");
+            j["head_branch"] = json!(run.head_branch);
+            j["workflow_name"] = json!(workflow_name(&s, &run.workflow_file));
+            j["status"] = json!("queued");
+            j["conclusion"] = Value::Null;
+            j["created_at"] = json!(now_secs());
+            j["started_at"] = json!(now_secs()); // GitHub's queued jobs carry one too
+            j["completed_at"] = Value::Null;
+            j["html_url"] = json!(format!(
+                "https://github.com/{}/actions/runs/{run_id}/job/{id}",
+                run.repo
+            ));
+            j["url"] = json!(format!(
+                "https://api.github.com/repos/{}/actions/jobs/{id}",
+                run.repo
+            ));
+            j["run_url"] = json!(format!(
+                "https://api.github.com/repos/{}/actions/runs/{run_id}",
+                run.repo
+            ));
+            s.jobs.entry(run_id).or_default().push(j);
+            ids.push(id);
+        }
+        ids
+    }
+
+    /// Each named job of the run completes with its conclusion; returns their ids. Panics
+    /// on a name the run does not have.
+    pub fn complete_jobs(&self, run_id: u64, jobs: &[(&str, &str)]) -> Vec<u64> {
+        let mut s = self.state.lock().unwrap();
+        let all = s.jobs.entry(run_id).or_default();
+        let mut ids = vec![];
+        for (name, conclusion) in jobs {
+            let j = all
+                .iter_mut()
+                .find(|j| j["name"] == json!(name))
+                .unwrap_or_else(|| panic!("run {run_id} has no job {name:?} (queue it first)"));
+            j["status"] = json!("completed");
+            j["conclusion"] = json!(conclusion);
+            j["completed_at"] = json!(now_secs());
+            ids.push(j["id"].as_u64().unwrap());
+        }
+        ids
+    }
+
+    /// The run's jobs as the REST API lists them.
+    pub fn jobs_of(&self, run_id: u64) -> Vec<Value> {
+        let s = self.state.lock().unwrap();
+        s.jobs.get(&run_id).cloned().unwrap_or_default()
+    }
+
+    /// The `workflow_run` delivery GitHub sends for the run as it is now, with `action`
+    /// (`requested`, `in_progress`, `completed`). Panics when the action does not match the
+    /// run's state (e.g. `completed` for a queued run: change the fake first).
+    pub fn run_event(&self, run_id: u64, action: &str) -> Vec<u8> {
+        let run = self.run(run_id);
+        assert_eq!(
+            run.status,
+            status_for(action),
+            "run_event({run_id}, {action:?}): GitHub has this run as {}; change the fake \
+             first (start_run, complete_run)",
+            run.status
+        );
+        let name = workflow_name(&self.state.lock().unwrap(), &run.workflow_file);
+        super::RunEvent::new(action, &run.head_sha)
+            .run(run.id)
+            .workflow(&name, &run.workflow_file)
+            .event(&run.event)
+            .branch(&run.head_branch)
+            .status(&run.status)
+            .conclusion(run.conclusion.as_deref())
+            .repo(&run.repo)
+            .created_at(run.created_at)
+            .body()
+    }
+
+    /// The `workflow_job` deliveries, one per job of the run whose state matches `action`
+    /// (`queued`, `in_progress`, `completed`), in the run's job order. Panics when no job
+    /// of the run is in that state.
+    pub fn job_events(&self, run_id: u64, action: &str) -> Vec<Vec<u8>> {
+        let ids: Vec<u64> = self
+            .jobs_of(run_id)
+            .iter()
+            .filter(|j| j["status"] == json!(status_for(action)))
+            .map(|j| j["id"].as_u64().unwrap())
+            .collect();
+        assert!(
+            !ids.is_empty(),
+            "job_events({run_id}, {action:?}): no job of this run is {action} on GitHub"
+        );
+        ids.into_iter()
+            .map(|id| self.job_event(run_id, id, action))
+            .collect()
+    }
+
+    /// The `workflow_job` delivery GitHub sends for one job of the run as it is now, with
+    /// `action`. Panics when the action does not match the job's state.
+    pub fn job_event(&self, run_id: u64, job_id: u64, action: &str) -> Vec<u8> {
+        let run = self.run(run_id);
+        let j = self
+            .jobs_of(run_id)
+            .into_iter()
+            .find(|j| j["id"] == json!(job_id))
+            .unwrap_or_else(|| panic!("run {run_id} has no job {job_id}"));
+        assert_eq!(
+            j["status"],
+            json!(status_for(action)),
+            "job_event({run_id}, {job_id}, {action:?}): GitHub has this job as {}; change \
+             the fake first (queue_jobs, complete_jobs)",
+            j["status"]
+        );
+        let times = (
+            j["created_at"].clone(),
+            j["started_at"].clone(),
+            j["completed_at"].clone(),
+        );
+        super::JobEvent::new(action, &run.head_sha, j["name"].as_str().unwrap())
+            .id(job_id)
+            .run(run_id)
+            .workflow(j["workflow_name"].as_str().unwrap_or("trunk"))
+            .branch(&run.head_branch)
+            .status(j["status"].as_str().unwrap())
+            .conclusion(j["conclusion"].as_str())
+            .repo(&run.repo)
+            .edit(move |p| {
+                let w = &mut p["workflow_job"];
+                (w["created_at"], w["started_at"], w["completed_at"]) = times;
+            })
+            .body()
+    }
+}
+
+/// The display name of a workflow file, as the fake lists it (`trunk.yml` -> `trunk`).
+fn workflow_name(s: &GhState, file: &str) -> String {
+    s.workflows
+        .iter()
+        .find(|(_, path, _)| path.rsplit('/').next() == Some(file))
+        .map(|(name, _, _)| name.clone())
+        .unwrap_or_else(|| file.trim_end_matches(".yml").to_string())
 }

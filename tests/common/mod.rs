@@ -3,7 +3,14 @@
 
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod fake_github;
+pub mod payloads;
+pub mod scenario;
+
+pub use payloads::{JobEvent, RunEvent, rest_job};
+#[allow(unused_imports)] // used by the files that tell scenarios, not by every test file
+pub use scenario::Scenario;
 
 use autorevert::github::GitHub;
 use autorevert::github::{GitHubAuth, GitHubConfig};
@@ -113,6 +120,8 @@ pub struct TestApp {
     pub spool_dir: std::path::PathBuf,
     /// Deliveries the delivery log handed back at start-up.
     pub recovered: usize,
+    /// The App's background tasks (they stop when this is dropped).
+    pub tasks: autorevert::background::Tasks,
 }
 
 /// A plain HTTP client for talking to a running binary. reqwest is built without a default
@@ -135,10 +144,9 @@ impl TestApp {
     }
 
     pub async fn with(o: Options) -> TestApp {
-        // Logs only when asked for: RUST_LOG=autorevert=debug cargo test ...
-        if std::env::var_os("RUST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-        }
+        // Logs only when asked for (RUST_LOG=autorevert=debug cargo test ...); the App's
+        // ERROR events are always counted, for `Scenario::finish`.
+        scenario::install_tracing();
         let store = fresh_store().await;
         let github = FakeGitHub::start(INSTALLATION, &[REPO]).await;
         TestApp::assemble(o, store, github, temp_dir()).await
@@ -210,6 +218,7 @@ impl TestApp {
             client: gh,
             spool_dir,
             recovered: app.recovered,
+            tasks: app.tasks,
         }
     }
 
@@ -322,24 +331,14 @@ impl TestApp {
     }
 }
 
-// ---- payloads, built from the real fixtures in fixtures/github ----
-
-fn fixture(name: &str) -> Value {
-    let path = format!("{}/fixtures/github/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
-}
+// ---- payloads, built from the real fixtures in fixtures/github (see payloads.rs) ----
 
 pub fn fixture_bytes(rel: &str) -> Vec<u8> {
     std::fs::read(format!("{}/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
-fn as_app_delivery(p: &mut Value, repo: &str) {
-    p["repository"]["full_name"] = json!(repo);
-    p["installation"] =
-        json!({"id": INSTALLATION, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uNDgxMjM0NTY="});
-}
-
 /// A `workflow_run` delivery of trunk on pytorch/pytorch; `edit` changes anything else.
+/// Positional, kept for the older tests: new code says the same with [`RunEvent`].
 pub fn run_payload(
     action: &str,
     id: u64,
@@ -349,41 +348,29 @@ pub fn run_payload(
     conclusion: Option<&str>,
     edit: impl FnOnce(&mut Value),
 ) -> Vec<u8> {
-    let mut p = fixture("workflow_run.completed.json");
-    as_app_delivery(&mut p, REPO);
-    p["action"] = json!(action);
-    let r = &mut p["workflow_run"];
-    r["id"] = json!(id);
-    r["name"] = json!("trunk");
-    r["path"] = json!(".github/workflows/trunk.yml");
-    r["head_sha"] = json!(sha);
-    r["head_branch"] = json!(branch);
-    r["event"] = json!(event);
-    r["status"] = json!(if action == "completed" {
+    let status = if action == "completed" {
         "completed"
     } else {
         action
-    });
-    r["conclusion"] = json!(conclusion);
-    r["html_url"] = json!(format!("https://github.com/{REPO}/actions/runs/{id}"));
+    };
+    let mut p = RunEvent::new(action, sha)
+        .run(id)
+        .event(event)
+        .branch(branch)
+        .status(status)
+        .conclusion(conclusion)
+        .json();
     edit(&mut p);
     serde_json::to_vec(&p).unwrap()
 }
 
 /// A failed `trunk` push run on main: what the App restarts.
 pub fn failure(sha: &str, run: u64) -> Vec<u8> {
-    run_payload(
-        "completed",
-        run,
-        sha,
-        "push",
-        "main",
-        Some("failure"),
-        |_| {},
-    )
+    RunEvent::failure(sha).run(run).body()
 }
 
 /// A `workflow_job` delivery of a trunk job on pytorch/pytorch.
+/// Positional, kept for the older tests: new code says the same with [`JobEvent`].
 pub fn job_payload(
     action: &str,
     id: u64,
@@ -393,38 +380,18 @@ pub fn job_payload(
     name: &str,
     conclusion: Option<&str>,
 ) -> Vec<u8> {
-    let mut p = fixture("workflow_job.completed.failure.json");
-    as_app_delivery(&mut p, REPO);
-    p["action"] = json!(action);
-    let j = &mut p["workflow_job"];
-    j["id"] = json!(id);
-    j["run_id"] = json!(run_id);
-    j["head_sha"] = json!(sha);
-    j["head_branch"] = json!(branch);
-    j["name"] = json!(name);
-    j["workflow_name"] = json!("trunk");
-    j["status"] = json!(if action == "completed" {
+    let status = if action == "completed" {
         "completed"
     } else {
         action
-    });
-    j["conclusion"] = json!(conclusion);
-    j["url"] = json!(format!(
-        "https://api.github.com/repos/{REPO}/actions/jobs/{id}"
-    ));
-    serde_json::to_vec(&p).unwrap()
-}
-
-/// A REST job object (GET .../runs/{id}/jobs), from the real pytorch/pytorch response.
-pub fn rest_job(id: u64, run_id: u64, sha: &str, name: &str, conclusion: &str) -> Value {
-    let mut j = fixture("pytorch.list-jobs-for-run.response.json")["jobs"][0].clone();
-    j["id"] = json!(id);
-    j["run_id"] = json!(run_id);
-    j["head_sha"] = json!(sha);
-    j["name"] = json!(name);
-    j["status"] = json!("completed");
-    j["conclusion"] = json!(conclusion);
-    j
+    };
+    JobEvent::new(action, sha, name)
+        .id(id)
+        .run(run_id)
+        .branch(branch)
+        .status(status)
+        .conclusion(conclusion)
+        .body()
 }
 
 pub fn sha(n: u32) -> String {
