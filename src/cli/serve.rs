@@ -45,12 +45,16 @@ pub async fn run(
         },
         secrets: serve.secrets.clone(),
         spool_dir: Some(serve.spool_dir.clone()),
-        workers: serve.workers,
-        queue_capacity: serve.queue_capacity,
-        queue_wait: serve.queue_wait,
-        reconcile: serve.reconcile,
-        redeliver: serve.redeliver,
-        heartbeat: Some(Duration::from_secs(30)),
+        queue: server::Queue {
+            workers: serve.workers,
+            capacity: serve.queue_capacity,
+            wait: serve.queue_wait,
+        },
+        tasks: server::TaskPlan {
+            reconcile: serve.reconcile,
+            redeliver: serve.redeliver,
+            heartbeat: Some(Duration::from_secs(30)),
+        },
     })
     .await?;
     let listener = tokio::net::TcpListener::bind(serve.listen)

@@ -44,15 +44,27 @@ pub struct Parts {
     pub timing: Timing,
     pub secrets: Vec<SecretString>,
     pub spool_dir: Option<PathBuf>,
+    pub queue: Queue,
+    pub tasks: TaskPlan,
+}
+
+/// The work queue: its workers and bounds.
+#[derive(Debug, Clone)]
+pub struct Queue {
     pub workers: usize,
-    pub queue_capacity: usize,
+    pub capacity: usize,
     /// How long a delivery waits for room in a full queue before intake answers 503.
-    pub queue_wait: Duration,
-    /// Reconcile with GitHub every `.0`, looking back `.1` (None: off).
+    pub wait: Duration,
+}
+
+/// Which background tasks run, and how often (None: off).
+#[derive(Debug, Clone, Default)]
+pub struct TaskPlan {
+    /// Reconcile with GitHub every `.0`, looking back `.1`.
     pub reconcile: Option<(Duration, Duration)>,
-    /// Redelivery sweep every `.0`, at most `.1` per pass (None: off; App auth only).
+    /// Redelivery sweep every `.0`, at most `.1` per pass (App auth only).
     pub redeliver: Option<(Duration, usize)>,
-    /// Heartbeat in `instances` every this often, to notice a second instance (None: off).
+    /// Heartbeat in `instances` every this often, to notice a second instance.
     pub heartbeat: Option<Duration>,
 }
 
@@ -94,9 +106,13 @@ pub async fn assemble(p: Parts) -> anyhow::Result<App> {
         p.timing.clone(),
     ));
     let restarts_loaded = engine.resume().await?;
-    let pipeline = Arc::new(Pipeline::start(engine.clone(), p.workers, p.queue_capacity));
+    let pipeline = Arc::new(Pipeline::start(
+        engine.clone(),
+        p.queue.workers,
+        p.queue.capacity,
+    ));
     let queue: Arc<dyn DeliveryQueue> = pipeline.clone();
-    let intake = Arc::new(Intake::new(p.secrets.clone(), queue, log, p.queue_wait));
+    let intake = Arc::new(Intake::new(p.secrets.clone(), queue, log, p.queue.wait));
     let recovered = match recovered {
         Some(rec) => requeue(&intake, &pipeline, rec).await,
         None => 0,
@@ -158,7 +174,7 @@ fn start_tasks(
     intake: &Arc<Intake>,
 ) -> (Tasks, Option<Arc<Heartbeat>>) {
     let mut tasks = Tasks::default();
-    if let (Some((every, lookback)), Some(gh)) = (p.reconcile, &p.github) {
+    if let (Some((every, lookback)), Some(gh)) = (p.tasks.reconcile, &p.github) {
         let (engine, pipeline, gh) = (engine.clone(), pipeline.clone(), gh.clone());
         tasks.every("reconcile", every, move || {
             let (engine, pipeline, gh) = (engine.clone(), pipeline.clone(), gh.clone());
@@ -173,7 +189,7 @@ fn start_tasks(
             }
         });
     }
-    match (p.redeliver, &p.github, &p.store, &p.spool_dir) {
+    match (p.tasks.redeliver, &p.github, &p.store, &p.spool_dir) {
         (Some(sweep), Some(gh), Some(store), Some(dir)) if gh.is_app() => {
             let state = dir.join("redelivery-state.json");
             redeliver::start(
@@ -192,7 +208,7 @@ fn start_tasks(
         }
         _ => {}
     }
-    let heartbeat = match (p.heartbeat, &p.store) {
+    let heartbeat = match (p.tasks.heartbeat, &p.store) {
         (Some(every), Some(store)) => {
             let hb = Heartbeat::new(store.clone(), heartbeat::me(), every);
             hb.start(&mut tasks);

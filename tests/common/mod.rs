@@ -199,12 +199,15 @@ impl TestApp {
             },
             secrets: vec![SecretString::from(SECRET.to_string())],
             spool_dir: Some(spool_dir.clone()),
-            workers: o.workers,
-            queue_capacity: o.queue_capacity,
-            queue_wait: o.queue_wait,
-            reconcile: None, // tests run passes explicitly
-            redeliver: None,
-            heartbeat: o.heartbeat,
+            queue: autorevert::server::Queue {
+                workers: o.workers,
+                capacity: o.queue_capacity,
+                wait: o.queue_wait,
+            },
+            tasks: autorevert::server::TaskPlan {
+                heartbeat: o.heartbeat,
+                ..Default::default() // tests run reconciler and sweep passes explicitly
+            },
         })
         .await
         .expect("assembling the App");
