@@ -8,6 +8,7 @@
 
 pub mod effects;
 pub mod engine;
+pub mod fault;
 pub mod follow_ups;
 pub mod kill_switch;
 pub mod restarts;
@@ -16,7 +17,9 @@ pub use engine::{Engine, Timing};
 
 use crate::intake::{Delivery, DeliveryQueue, EnqueueError, Event, QueueSlot};
 use follow_ups::Activity;
+use futures_util::FutureExt;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -127,15 +130,32 @@ impl Pipeline {
     }
 }
 
-/// One worker: its queue's deliveries, one at a time.
+/// One worker: its queue's deliveries, one at a time. A delivery whose handling panics
+/// takes no worker down: it is logged and counted (`/healthz`), and it stays
+/// unacknowledged in the delivery log, so the next start handles it again.
 async fn work(engine: Arc<Engine>, mut rx: mpsc::Receiver<Delivery>) {
     while let Some(d) = rx.recv().await {
-        let decided = engine.handle(&d).await;
-        // Behind the delivery's rows: done in the log once they are written.
-        engine.acknowledge(d.seq).await;
-        tracing::debug!(delivery = d.id, event = d.event_name, decisions = ?decided.iter().map(|c| c.describe()).collect::<Vec<_>>());
+        let handled = AssertUnwindSafe(handle_one(&engine, &d))
+            .catch_unwind()
+            .await;
+        if handled.is_err() {
+            engine.activity().panicked();
+            tracing::error!(
+                delivery = d.id,
+                event = d.event_name,
+                "handling a delivery panicked; it stays in the delivery log for the next start"
+            );
+        }
         engine.activity().end();
     }
+}
+
+async fn handle_one(engine: &Engine, d: &Delivery) {
+    fault::check(&d.id);
+    let decided = engine.handle(d).await;
+    // Behind the delivery's rows: done in the log once they are written.
+    engine.acknowledge(d.seq).await;
+    tracing::debug!(delivery = d.id, event = d.event_name, decisions = ?decided.iter().map(|c| c.describe()).collect::<Vec<_>>());
 }
 
 #[async_trait::async_trait]

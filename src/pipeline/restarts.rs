@@ -24,8 +24,12 @@ impl Restarts {
         }
     }
 
+    /// The ledger, also after a panic elsewhere poisoned its lock: each change to it is
+    /// one assignment, so it is never left half-changed.
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
-        self.ledger.lock().expect("ledger lock")
+        self.ledger
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Puts restarts loaded at start-up into the ledger.
@@ -87,7 +91,19 @@ impl Restarts {
 
     /// Applies a transition, persists the new version and logs what changed.
     pub async fn on_transition(&self, restart_id: &str, t: Transition) -> Option<Restart> {
-        let (updated, change) = self.ledger().apply(restart_id, &t, Utc::now())?;
+        self.on_transition_if(restart_id, |_| true, t).await
+    }
+
+    /// `on_transition`, only if the restart as the ledger has it now passes `guard`; None
+    /// when it did not (or the restart is unknown).
+    pub async fn on_transition_if(
+        &self,
+        restart_id: &str,
+        guard: impl FnOnce(&Restart) -> bool,
+        t: Transition,
+    ) -> Option<Restart> {
+        let applied = self.ledger().apply_if(restart_id, guard, &t, Utc::now());
+        let (updated, change) = applied?;
         self.persist(&updated).await;
         if let Transition::Judged { judgement, .. } = &t {
             for j in &judgement.jobs {

@@ -80,12 +80,27 @@ impl Ledger {
         t: &Transition,
         now: DateTime<Utc>,
     ) -> Option<(Restart, Change)> {
+        self.apply_if(restart_id, |_| true, t, now)
+    }
+
+    /// `apply`, only if the restart as it is now passes `guard` (a compare-and-set: the
+    /// check and the change happen under one lock).
+    pub fn apply_if(
+        &mut self,
+        restart_id: &str,
+        guard: impl FnOnce(&Restart) -> bool,
+        t: &Transition,
+        now: DateTime<Utc>,
+    ) -> Option<(Restart, Change)> {
         let key = self.get(restart_id)?.key.clone();
         let slot = self
             .by_key
             .get_mut(&key)?
             .iter_mut()
             .find(|r| r.restart_id == restart_id)?;
+        if !guard(slot) {
+            return None;
+        }
         let change = slot.apply(t, now);
         slot.version = next_version();
         let updated = slot.clone();

@@ -58,6 +58,8 @@ async fn healthz(State(h): State<Health>) -> Response {
     Json(json!({
         "status": "ok",
         "queued": h.pipeline.queued(),
+        // Deliveries whose handling panicked (each stays in the delivery log).
+        "worker_panics": h.pipeline.engine().activity().panics(),
         "restarts_tracked": h.pipeline.engine().restarts().len(),
         // Non-empty: another instance writes to the same database (run one replica).
         "other_instances": others,

@@ -21,9 +21,19 @@ use tokio::sync::Notify;
 pub struct Activity {
     in_flight: AtomicUsize,
     idle: Notify,
+    /// Deliveries whose handling panicked since start.
+    panics: AtomicUsize,
 }
 
 impl Activity {
+    pub fn panicked(&self) {
+        self.panics.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn panics(&self) -> usize {
+        self.panics.load(Ordering::SeqCst)
+    }
+
     pub fn begin(&self) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
     }

@@ -35,7 +35,7 @@ impl Settle {
                 return;
             }
             may_resend = false;
-            if !self.resend(restart_id).await {
+            if !self.resend(&r).await {
                 return;
             }
         }
@@ -75,13 +75,24 @@ impl Settle {
     }
 
     /// Sends the POST again (counted and persisted before it goes out); whether its outcome
-    /// is unknown again, so the runs are to be looked at once more.
-    async fn resend(&self, restart_id: &str) -> bool {
-        let Some(r) = self
+    /// is unknown again, so the runs are to be looked at once more. Counted only if nothing
+    /// changed since `seen` was read (a compare-and-increment under the ledger's lock): a
+    /// run attached meanwhile, or another settle's resend, means no POST from here.
+    async fn resend(&self, seen: &Restart) -> bool {
+        let restart_id = seen.restart_id.as_str();
+        let unchanged = |now: &Restart| {
+            now.dispatch_attempts == seen.dispatch_attempts
+                && now.restart_run_id.is_none()
+                && now.status.awaits_run()
+        };
+        let resend = self
             .restarts
-            .on_transition(restart_id, Transition::Resend)
-            .await
-        else {
+            .on_transition_if(restart_id, unchanged, Transition::Resend);
+        let Some(r) = resend.await else {
+            tracing::info!(
+                restart = restart_id,
+                "not resending: the restart changed meanwhile"
+            );
             return false;
         };
         let result = self.github.dispatch(&r).await;
