@@ -115,11 +115,22 @@ class Engine:
             conn.close()
 
 
+# Largest request body accepted (an INSERT batch); larger ones get 413 unread.
+MAX_BODY_BYTES = 256 * 1024 * 1024
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "clickhouse-local-chdb/1"
     engine: Engine = None
     log_queries = False
+    # Socket timeout: a client that stops sending (or an idle keep-alive connection) is
+    # dropped after this long instead of holding a thread forever.
+    timeout = 300
 
     def log_message(self, fmt, *args):  # quiet by default; errors are still answered
         if self.log_queries:
@@ -127,10 +138,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def read_body(self):
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            parts = []
+            parts, total = [], 0
             while True:
-                size_line = self.rfile.readline()
+                size_line = self.rfile.readline(1024)
                 size = int(size_line.split(b";")[0].strip() or b"0", 16)
+                total += size
+                if total > MAX_BODY_BYTES:
+                    raise BodyTooLarge()
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
@@ -139,6 +153,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.rfile.readline()
             return b"".join(parts)
         length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            raise BodyTooLarge()
         return self.rfile.read(length) if length else b""
 
     def answer(self, status, body, headers=None):
@@ -153,7 +169,13 @@ class Handler(BaseHTTPRequestHandler):
         self.handle_query(b"")
 
     def do_POST(self):
-        self.handle_query(self.read_body())
+        try:
+            body = self.read_body()
+        except (BodyTooLarge, ValueError):
+            # The rest of the body is unread: answer and close the connection.
+            self.close_connection = True
+            return self.answer(413, b"request body too large or malformed\n", {"Connection": "close"})
+        self.handle_query(body)
 
     def handle_query(self, body):
         url = urlsplit(self.path)

@@ -41,6 +41,15 @@ pub async fn beat_once(
     within: Duration,
 ) -> anyhow::Result<Vec<InstanceRow>> {
     me.seen_at = Utc::now();
+    beat_as(store, me, within).await
+}
+
+/// Records `me` as it is, returns the others seen within `within`.
+async fn beat_as(
+    store: &Store,
+    me: &InstanceRow,
+    within: Duration,
+) -> anyhow::Result<Vec<InstanceRow>> {
     store.heartbeat(me).await?;
     store.other_instances(&me.instance_id, within).await
 }
@@ -80,8 +89,14 @@ impl Heartbeat {
     }
 
     async fn beat(&self) -> anyhow::Result<serde_json::Value> {
-        let mut me = self.me.lock().expect("me lock").clone();
-        let seen = beat_once(&self.store, &mut me, self.every * 3).await?;
+        // Remembered before the row goes out: the stop must come after any beat, even one
+        // abandoned in flight (rows of one instance are versioned by `seen_at`).
+        let me = {
+            let mut me = self.me.lock().expect("me lock");
+            me.seen_at = Utc::now();
+            me.clone()
+        };
+        let seen = beat_as(&self.store, &me, self.every * 3).await?;
         for o in &seen {
             tracing::error!(
                 other_host = o.host,
@@ -103,7 +118,7 @@ impl Heartbeat {
     /// a second instance. Call it once the task is stopped.
     pub async fn record_stop(&self) {
         let mut me = self.me.lock().expect("me lock").clone();
-        me.seen_at = Utc::now();
+        me.seen_at = Utc::now().max(me.seen_at + chrono::Duration::milliseconds(1));
         me.stopped = true;
         if let Err(e) = self.store.heartbeat(&me).await {
             tracing::warn!(error = format!("{e:#}"), "recording a clean stop failed");

@@ -33,20 +33,28 @@ type Statuses = Arc<Mutex<BTreeMap<&'static str, TaskStatus>>>;
 pub struct Tasks {
     statuses: Statuses,
     stop: watch::Sender<bool>,
+    /// Passes begin once this is true (start-up has loaded the ledger).
+    ready: watch::Receiver<bool>,
     handles: Vec<(&'static str, JoinHandle<()>)>,
 }
 
 impl Default for Tasks {
     fn default() -> Self {
-        Tasks {
-            statuses: Statuses::default(),
-            stop: watch::channel(false).0,
-            handles: Vec::new(),
-        }
+        Tasks::after(watch::channel(true).1)
     }
 }
 
 impl Tasks {
+    /// Tasks whose first pass waits until `ready` is true.
+    pub fn after(ready: watch::Receiver<bool>) -> Tasks {
+        Tasks {
+            statuses: Statuses::default(),
+            stop: watch::channel(false).0,
+            ready,
+            handles: Vec::new(),
+        }
+    }
+
     /// Runs `pass` every `every`, the first right away, until `stop`. A pass says what it
     /// did (a summary to serialize), or why it failed; the next pass comes regardless.
     pub fn every<F, Fut, S>(&mut self, name: &'static str, every: Duration, mut pass: F)
@@ -67,7 +75,12 @@ impl Tasks {
         );
         let statuses = self.statuses.clone();
         let mut stop = self.stop.subscribe();
+        let mut ready = self.ready.clone();
         let handle = tokio::spawn(async move {
+            tokio::select! {
+                r = ready.wait_for(|r| *r) => if r.is_err() { return },
+                _ = stop.changed() => return,
+            }
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

@@ -26,12 +26,12 @@ pub async fn run(
              or GITHUB_TOKEN; RESTART_ACTION=log runs without them"
         );
     }
-    let store = Store::new(&ch);
-    store
-        .ping()
+    // Bound first: deliveries are taken into the log while ClickHouse is still coming up
+    // or the backlog replays (start-up waits for ClickHouse in the background).
+    let listener = tokio::net::TcpListener::bind(serve.listen)
         .await
-        .with_context(|| format!("ClickHouse at {}", ch.display_url()))?;
-    store.migrate().await?;
+        .with_context(|| format!("cannot listen on {}", serve.listen))?;
+    let store = Store::new(&ch);
     let github = gh.as_ref().map(GitHub::new).transpose()?;
     let app = server::assemble(server::Parts {
         policy: policy.clone(),
@@ -57,9 +57,6 @@ pub async fn run(
         },
     })
     .await?;
-    let listener = tokio::net::TcpListener::bind(serve.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", serve.listen))?;
     tracing::info!(
         listen = %listener.local_addr()?,
         clickhouse = ch.display_url(),
@@ -70,7 +67,6 @@ pub async fn run(
         restart_action = %policy.action,
         github = gh.as_ref().map(|g| g.api_url.to_string()).unwrap_or_else(|| "none".into()),
         delivery_log = %serve.spool_dir.display(),
-        restarts_loaded = app.restarts_loaded,
         deliveries_recovered = app.recovered,
         "autorevert is serving"
     );

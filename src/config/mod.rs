@@ -430,12 +430,26 @@ impl std::str::FromStr for List {
 }
 
 fn parse_http_url(var: &str, raw: &str) -> Result<Url> {
+    let shown = without_credentials(raw);
     let url =
-        Url::parse(raw.trim()).map_err(|e| anyhow::anyhow!("{var} {raw:?} is not a URL: {e}"))?;
+        Url::parse(raw.trim()).map_err(|e| anyhow::anyhow!("{var} {shown:?} is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        bail!("{var} {raw:?} must be an http:// or https:// URL with a host");
+        bail!("{var} {shown:?} must be an http:// or https:// URL with a host");
     }
     Ok(url)
+}
+
+/// A URL as it may be shown in an error: any `user:password@` replaced, even when the rest
+/// does not parse.
+fn without_credentials(raw: &str) -> String {
+    let Some((scheme, rest)) = raw.split_once("://") else {
+        return raw.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => raw.to_string(),
+    }
 }
 
 /// Table and database names go into SQL text, so only plain identifiers are accepted.
@@ -460,6 +474,16 @@ mod tests {
         assert_eq!(parse_secrets(Some("a,b")).unwrap().len(), 2);
         assert!(parse_secrets(Some("a,,b")).is_err());
         assert!(parse_secrets(None).is_err());
+    }
+
+    #[test]
+    fn a_bad_url_is_shown_without_its_password() {
+        let e = parse_http_url("CLICKHOUSE_URL", "http://me:s3cret@:bad port/x").unwrap_err();
+        let text = format!("{e:#}");
+        assert!(!text.contains("s3cret") && text.contains("***@"), "{text}");
+        let e = parse_http_url("CLICKHOUSE_URL", "ftp://me:s3cret@host").unwrap_err();
+        assert!(!format!("{e:#}").contains("s3cret"));
+        assert_eq!(without_credentials("http://h:1/a@b"), "http://h:1/a@b");
     }
 
     #[test]

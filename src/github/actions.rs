@@ -143,6 +143,6 @@ impl GitHub {
         let c: Content = get_json(&client, &route).await?;
         let raw: String = c.content.split_whitespace().collect();
         let text = base64_decode(&raw).context("workflow file content is not base64")?;
-        Ok(super::workflow_file::dispatch_inputs(&text))
+        super::workflow_file::dispatch_inputs(&text).map_err(|e| anyhow::anyhow!("{e}"))
     }
 }

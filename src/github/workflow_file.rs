@@ -1,13 +1,51 @@
 //! Reading a workflow file: does it accept `workflow_dispatch`, and with which inputs?
 //! (PyTorch's `WorkflowResolver` does the same before adding `jobs-to-include`.)
 
+use yaml_rust2::parser::{Event, EventReceiver, Parser};
 use yaml_rust2::{Yaml, YamlLoader};
 
-/// `None`: the file has no `workflow_dispatch` trigger (a dispatch would get a 422).
-/// `Some(inputs)`: the input names it declares, in file order.
-pub fn dispatch_inputs(text: &str) -> Option<Vec<String>> {
-    let docs = YamlLoader::load_from_str(text).ok()?;
-    let doc = docs.first()?;
+/// Workflow files are small (PyTorch's trunk.yml is about 20 KiB); a larger one is refused.
+pub const MAX_WORKFLOW_BYTES: usize = 512 * 1024;
+
+/// Finds alias events: a workflow file has no use for them, and expanding them is how a
+/// small document becomes a huge one ("billion laughs").
+#[derive(Default)]
+struct Aliases(usize);
+
+impl EventReceiver for Aliases {
+    fn on_event(&mut self, ev: Event) {
+        if matches!(ev, Event::Alias(_)) {
+            self.0 += 1;
+        }
+    }
+}
+
+/// `Ok(None)`: the file has no `workflow_dispatch` trigger (a dispatch would get a 422).
+/// `Ok(Some(inputs))`: the input names it declares, in file order. `Err`: not a workflow
+/// file this App reads (not YAML, too large, or using aliases).
+pub fn dispatch_inputs(text: &str) -> Result<Option<Vec<String>>, String> {
+    if text.len() > MAX_WORKFLOW_BYTES {
+        return Err(format!(
+            "workflow file is {} bytes, more than {MAX_WORKFLOW_BYTES}",
+            text.len()
+        ));
+    }
+    let mut aliases = Aliases::default();
+    Parser::new_from_str(text)
+        .load(&mut aliases, true)
+        .map_err(|e| format!("workflow file is not YAML: {e}"))?;
+    if aliases.0 > 0 {
+        return Err(format!(
+            "workflow file uses {} YAML alias(es); refused",
+            aliases.0
+        ));
+    }
+    let docs =
+        YamlLoader::load_from_str(text).map_err(|e| format!("workflow file is not YAML: {e}"))?;
+    Ok(docs.first().and_then(inputs_of))
+}
+
+fn inputs_of(doc: &Yaml) -> Option<Vec<String>> {
     // `on:` is the string key in YAML 1.2; YAML 1.1 readers turn it into `true`.
     let on = match (&doc["on"], doc.as_hash()) {
         (Yaml::BadValue, Some(h)) => h.get(&Yaml::Boolean(true)).unwrap_or(&Yaml::BadValue),
@@ -41,7 +79,7 @@ mod tests {
     fn reads_inputs_of_trunk_like_file() {
         let y = "name: trunk\non:\n  push:\n    branches: [main]\n  workflow_dispatch:\n    inputs:\n      jobs-to-include:\n        type: string\n      tests-to-include:\n        type: string\n";
         assert_eq!(
-            dispatch_inputs(y),
+            dispatch_inputs(y).unwrap(),
             Some(vec![
                 "jobs-to-include".to_string(),
                 "tests-to-include".to_string()
@@ -51,13 +89,24 @@ mod tests {
 
     #[test]
     fn other_shapes() {
-        assert_eq!(dispatch_inputs("on: workflow_dispatch\n"), Some(vec![]));
-        assert_eq!(
-            dispatch_inputs("on: [push, workflow_dispatch]\n"),
-            Some(vec![])
+        let read = |y: &str| dispatch_inputs(y).unwrap();
+        assert_eq!(read("on: workflow_dispatch\n"), Some(vec![]));
+        assert_eq!(read("on: [push, workflow_dispatch]\n"), Some(vec![]));
+        assert_eq!(read("on:\n  workflow_dispatch:\n"), Some(vec![]));
+        assert_eq!(read("on: [push]\n"), None);
+        assert_eq!(read("::: a scalar, no triggers"), None);
+        assert!(dispatch_inputs("on: [unclosed").is_err());
+    }
+
+    #[test]
+    fn aliases_and_huge_files_are_refused() {
+        let bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\non: [*b, *b]\n";
+        let e = dispatch_inputs(bomb).unwrap_err();
+        assert!(e.contains("alias"), "{e}");
+        let huge = format!(
+            "on: workflow_dispatch\n# {}\n",
+            "x".repeat(MAX_WORKFLOW_BYTES)
         );
-        assert_eq!(dispatch_inputs("on:\n  workflow_dispatch:\n"), Some(vec![]));
-        assert_eq!(dispatch_inputs("on: [push]\n"), None);
-        assert_eq!(dispatch_inputs("::: not yaml"), None);
+        assert!(dispatch_inputs(&huge).unwrap_err().contains("bytes"));
     }
 }

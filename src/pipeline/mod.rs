@@ -22,7 +22,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// A reserved place in a worker's queue.
@@ -55,13 +55,40 @@ pub struct Pipeline {
     workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// When the workers may begin: the ledger is loaded (start-up waits for ClickHouse), and
+/// what the delivery log held from the last run, to be handled first.
+pub struct Start {
+    pub ready: watch::Receiver<bool>,
+    pub backlog: Vec<Delivery>,
+}
+
+impl Start {
+    /// At once, with nothing left from before.
+    pub fn now() -> Start {
+        Start {
+            ready: watch::channel(true).1,
+            backlog: Vec::new(),
+        }
+    }
+}
+
 impl Pipeline {
-    pub fn start(engine: Arc<Engine>, workers: usize, capacity: usize) -> Pipeline {
+    /// Starts the workers. Deliveries can be queued at once; the workers wait for
+    /// `start.ready`, then handle their share of the backlog, in log order, before their queue.
+    pub fn start(engine: Arc<Engine>, workers: usize, capacity: usize, start: Start) -> Pipeline {
         let per_worker = capacity.div_ceil(workers).max(1);
-        let (senders, handles) = (0..workers)
-            .map(|_| {
+        let mut shares: Vec<Vec<Delivery>> = (0..workers).map(|_| Vec::new()).collect();
+        for d in start.backlog {
+            engine.activity().begin();
+            engine.activity().backlog_added(1);
+            shares[shard(&d.event, workers)].push(d);
+        }
+        let (senders, handles) = shares
+            .into_iter()
+            .map(|backlog| {
                 let (tx, rx) = mpsc::channel::<Delivery>(per_worker);
-                (tx, tokio::spawn(work(engine.clone(), rx)))
+                let ready = start.ready.clone();
+                (tx, tokio::spawn(work(engine.clone(), ready, backlog, rx)))
             })
             .unzip();
         Pipeline {
@@ -81,15 +108,7 @@ impl Pipeline {
         if senders.is_empty() {
             return Err(EnqueueError::Closed);
         }
-        let shard = match event.commit_key() {
-            Some(key) => {
-                let mut h = DefaultHasher::new();
-                key.hash(&mut h);
-                (h.finish() % senders.len() as u64) as usize
-            }
-            None => 0,
-        };
-        Ok(senders[shard].clone())
+        Ok(senders[shard(event, senders.len())].clone())
     }
 
     /// Queues a delivery, waiting for room (recovery at start-up, the reconciler).
@@ -130,24 +149,52 @@ impl Pipeline {
     }
 }
 
-/// One worker: its queue's deliveries, one at a time. A delivery whose handling panics
-/// takes no worker down: it is logged and counted (`/healthz`), and it stays
-/// unacknowledged in the delivery log, so the next start handles it again.
-async fn work(engine: Arc<Engine>, mut rx: mpsc::Receiver<Delivery>) {
-    while let Some(d) = rx.recv().await {
-        let handled = AssertUnwindSafe(handle_one(&engine, &d))
-            .catch_unwind()
-            .await;
-        if handled.is_err() {
-            engine.activity().panicked();
-            tracing::error!(
-                delivery = d.id,
-                event = d.event_name,
-                "handling a delivery panicked; it stays in the delivery log for the next start"
-            );
+/// The worker of an event's commit: all events of one commit go to one worker.
+fn shard(event: &Event, workers: usize) -> usize {
+    match event.commit_key() {
+        Some(key) => {
+            let mut h = DefaultHasher::new();
+            key.hash(&mut h);
+            (h.finish() % workers as u64) as usize
         }
-        engine.activity().end();
+        None => 0,
     }
+}
+
+/// One worker: once ready, its share of the backlog, then its queue's deliveries, one at a
+/// time.
+async fn work(
+    engine: Arc<Engine>,
+    mut ready: watch::Receiver<bool>,
+    backlog: Vec<Delivery>,
+    mut rx: mpsc::Receiver<Delivery>,
+) {
+    if ready.wait_for(|r| *r).await.is_err() {
+        return; // start-up gave up (the App is stopping)
+    }
+    for d in backlog {
+        handle_guarded(&engine, &d).await;
+        engine.activity().backlog_added(-1);
+    }
+    while let Some(d) = rx.recv().await {
+        handle_guarded(&engine, &d).await;
+    }
+}
+
+/// Handles one delivery. One whose handling panics takes no worker down: it is logged and
+/// counted (`/healthz`), and it stays unacknowledged in the delivery log, so the next start
+/// handles it again.
+async fn handle_guarded(engine: &Engine, d: &Delivery) {
+    let handled = AssertUnwindSafe(handle_one(engine, d)).catch_unwind().await;
+    if handled.is_err() {
+        engine.activity().panicked();
+        tracing::error!(
+            delivery = d.id,
+            event = d.event_name,
+            "handling a delivery panicked; it stays in the delivery log for the next start"
+        );
+    }
+    engine.activity().end();
 }
 
 async fn handle_one(engine: &Engine, d: &Delivery) {

@@ -2,25 +2,28 @@
 //! and serving until SIGTERM with a graceful drain.
 
 pub mod routes;
+pub mod startup;
 
 use crate::background::heartbeat::{self, Heartbeat};
 use crate::background::reconcile::Reconciler;
 use crate::background::{Tasks, redeliver};
 use crate::github::GitHub;
-use crate::intake::delivery_log::{DeliveryLog, Recovered};
+use crate::intake::delivery_log::DeliveryLog;
 use crate::intake::webhook::Intake;
 use crate::intake::{Delivery, DeliveryQueue};
 use crate::pipeline::effects::{Actions, ClickHouseEvidence, Evidence, MemoryEvidence, NoGitHub};
-use crate::pipeline::{Engine, Pipeline, Timing};
+use crate::pipeline::{Engine, Pipeline, Start, Timing};
 use crate::restart::Policy;
 use crate::store::Store;
 use crate::store::recorder::{MAX_BUFFERED_ROWS, Recorder};
 use anyhow::Context;
 use axum::Router;
 use secrecy::SecretString;
+use startup::StartupStatus;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// Everything `serve` runs, assembled the same way for the tests.
 pub struct App {
@@ -30,9 +33,12 @@ pub struct App {
     pub engine: Arc<Engine>,
     /// The background tasks started (reconciler, redelivery sweep, heartbeat).
     pub tasks: Tasks,
-    /// Deliveries from the delivery log handled again at start-up.
+    /// Deliveries from the delivery log to be handled again (the backlog).
     pub recovered: usize,
-    pub restarts_loaded: usize,
+    /// Start-up: schema, ledger, then `ready` (aborted if the App stops first).
+    pub startup: tokio::task::JoinHandle<()>,
+    /// Where start-up stands.
+    pub progress: StartupStatus,
     /// This instance's heartbeat (`serve` records the clean stop).
     pub heartbeat: Option<Arc<Heartbeat>>,
 }
@@ -68,61 +74,54 @@ pub struct TaskPlan {
     pub heartbeat: Option<Duration>,
 }
 
-/// Opens the delivery log, reloads the ledger, starts the workers and the background
-/// tasks, and queues again every delivery that was answered but not fully handled before
-/// the last stop.
+/// Assembles the App without waiting for anything outside the process: the delivery log
+/// is opened and what it held becomes the backlog; the workers, the background tasks and
+/// the backlog wait for start-up (`startup`: schema and ledger, retried until ClickHouse
+/// answers), while intake takes deliveries at once.
 pub async fn assemble(p: Parts) -> anyhow::Result<App> {
-    let (log, recovered) = match &p.spool_dir {
-        Some(dir) => {
-            let (log, rec) = DeliveryLog::open(dir)
-                .with_context(|| format!("cannot open the delivery log in {}", dir.display()))?;
-            (Some(log), Some(rec))
-        }
-        None => (None, None),
-    };
-    let evidence: Arc<dyn Evidence> = match &p.store {
-        // At most one INSERT per table per second, or per 5,000 rows under load: ClickHouse
-        // wants few, large inserts. Readers that need fresh rows flush first.
-        Some(store) => {
-            let recorder = Recorder::start(
-                store.clone(),
-                log.clone(),
-                Duration::from_secs(1),
-                5000,
-                MAX_BUFFERED_ROWS,
-            );
-            Arc::new(ClickHouseEvidence::new(store.clone(), recorder))
-        }
-        None => Arc::new(MemoryEvidence::default()),
-    };
-    let actions: Arc<dyn Actions> = match &p.github {
-        Some(gh) => Arc::new(gh.clone()),
-        None => Arc::new(NoGitHub),
-    };
+    let (log, backlog, ids) = open_log(&p)?;
+    let recovered = backlog.len();
+    let (evidence, actions) = effects(&p, &log);
     let engine = Arc::new(Engine::new(
         p.policy.clone(),
         evidence,
         actions,
         p.timing.clone(),
     ));
-    let restarts_loaded = engine.resume().await?;
+    let (ready_tx, ready) = watch::channel(false);
+    let start = Start {
+        ready: ready.clone(),
+        backlog,
+    };
     let pipeline = Arc::new(Pipeline::start(
         engine.clone(),
         p.queue.workers,
         p.queue.capacity,
+        start,
     ));
     let queue: Arc<dyn DeliveryQueue> = pipeline.clone();
     let intake = Arc::new(Intake::new(p.secrets.clone(), queue, log, p.queue.wait));
-    let recovered = match recovered {
-        Some(rec) => requeue(&intake, &pipeline, rec).await,
-        None => 0,
-    };
-    let (tasks, heartbeat) = start_tasks(&p, &engine, &pipeline, &intake);
+    intake.remember(ids);
+    if recovered > 0 {
+        tracing::info!(
+            deliveries = recovered,
+            "deliveries left from the last run are handled first"
+        );
+    }
+    let (tasks, heartbeat) = start_tasks(&p, &engine, &pipeline, &intake, ready);
+    let status = StartupStatus::default();
+    let startup = tokio::spawn(startup::run(
+        p.store.clone(),
+        engine.clone(),
+        ready_tx,
+        status.clone(),
+    ));
     let router = routes::router(routes::Health {
         intake: intake.clone(),
         pipeline: pipeline.clone(),
         tasks: tasks.status(),
         heartbeat: heartbeat.clone(),
+        startup: status.clone(),
     });
     Ok(App {
         router,
@@ -131,17 +130,24 @@ pub async fn assemble(p: Parts) -> anyhow::Result<App> {
         engine,
         tasks,
         recovered,
-        restarts_loaded,
+        startup,
+        progress: status,
         heartbeat,
     })
 }
 
-/// Queues again what the delivery log held unfinished; remembers every id it held.
-async fn requeue(intake: &Intake, pipeline: &Pipeline, rec: Recovered) -> usize {
-    intake.remember(rec.ids);
-    let mut requeued = 0;
-    for r in rec.pending {
-        let d = Delivery {
+/// The delivery log, what it held unfinished (as deliveries, in log order), and every id
+/// it held (to recognise redeliveries).
+fn open_log(p: &Parts) -> anyhow::Result<(Option<DeliveryLog>, Vec<Delivery>, Vec<String>)> {
+    let Some(dir) = &p.spool_dir else {
+        return Ok((None, Vec::new(), Vec::new()));
+    };
+    let (log, rec) = DeliveryLog::open(dir)
+        .with_context(|| format!("cannot open the delivery log in {}", dir.display()))?;
+    let backlog = rec
+        .pending
+        .into_iter()
+        .map(|r| Delivery {
             id: r.id,
             event_name: r.event_name,
             event: r.event,
@@ -150,18 +156,30 @@ async fn requeue(intake: &Intake, pipeline: &Pipeline, rec: Recovered) -> usize 
             body_bytes: r.body_bytes,
             seq: Some(r.seq),
             replayed: true,
-        };
-        if pipeline.enqueue(d).await.is_ok() {
-            requeued += 1;
+        })
+        .collect();
+    Ok((Some(log), backlog, rec.ids))
+}
+
+/// Where records go and what is asked of GitHub: ClickHouse and GitHub when configured,
+/// memory and "nothing is sent" otherwise.
+fn effects(p: &Parts, log: &Option<DeliveryLog>) -> (Arc<dyn Evidence>, Arc<dyn Actions>) {
+    let evidence: Arc<dyn Evidence> = match &p.store {
+        // At most one INSERT per table per second, or per 5,000 rows under load: ClickHouse
+        // wants few, large inserts. Readers that need fresh rows flush first.
+        Some(store) => {
+            let every = Duration::from_secs(1);
+            let recorder =
+                Recorder::start(store.clone(), log.clone(), every, 5000, MAX_BUFFERED_ROWS);
+            Arc::new(ClickHouseEvidence::new(store.clone(), recorder))
         }
-    }
-    if requeued > 0 {
-        tracing::info!(
-            deliveries = requeued,
-            "handling deliveries left from the last run"
-        );
-    }
-    requeued
+        None => Arc::new(MemoryEvidence::default()),
+    };
+    let actions: Arc<dyn Actions> = match &p.github {
+        Some(gh) => Arc::new(gh.clone()),
+        None => Arc::new(NoGitHub),
+    };
+    (evidence, actions)
 }
 
 /// Starts every background task the parts configure: the reconciler and the redelivery
@@ -172,8 +190,9 @@ fn start_tasks(
     engine: &Arc<Engine>,
     pipeline: &Arc<Pipeline>,
     intake: &Arc<Intake>,
+    ready: watch::Receiver<bool>,
 ) -> (Tasks, Option<Arc<Heartbeat>>) {
-    let mut tasks = Tasks::default();
+    let mut tasks = Tasks::after(ready);
     if let (Some((every, lookback)), Some(gh)) = (p.tasks.reconcile, &p.github) {
         let (engine, pipeline, gh) = (engine.clone(), pipeline.clone(), gh.clone());
         tasks.every("reconcile", every, move || {
@@ -231,12 +250,14 @@ pub async fn serve(
         pipeline,
         tasks,
         heartbeat,
+        startup,
         ..
     } = app;
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("stopped taking deliveries; finishing queued work");
+    startup.abort(); // not ready yet: the workers stop waiting, the log keeps the deliveries
     tasks.stop(Duration::from_secs(2)).await;
     if !pipeline.shutdown(grace).await {
         tracing::warn!(

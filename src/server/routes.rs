@@ -1,5 +1,6 @@
 //! The App's routes: `POST /webhook` (intake), `GET /healthz`, and `/`.
 
+use super::startup::StartupStatus;
 use crate::background::TaskView;
 use crate::background::heartbeat::Heartbeat;
 use crate::intake::webhook::{self, Intake, MAX_BODY_BYTES};
@@ -19,6 +20,7 @@ pub struct Health {
     pub pipeline: Arc<Pipeline>,
     pub tasks: TaskView,
     pub heartbeat: Option<Arc<Heartbeat>>,
+    pub startup: StartupStatus,
 }
 
 /// The App's router; tests call it in-process, `serve` puts it on a socket.
@@ -57,6 +59,9 @@ async fn healthz(State(h): State<Health>) -> Response {
         .unwrap_or_default();
     Json(json!({
         "status": "ok",
+        // Until ready, deliveries are taken into the log but not yet handled.
+        "startup": h.startup.snapshot(),
+        "backlog": h.pipeline.engine().activity().backlog(),
         "queued": h.pipeline.queued(),
         // Deliveries whose handling panicked (each stays in the delivery log).
         "worker_panics": h.pipeline.engine().activity().panics(),

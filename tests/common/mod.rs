@@ -211,6 +211,18 @@ impl TestApp {
         })
         .await
         .expect("assembling the App");
+        // As `serve` would be once start-up is done (schema, ledger): the tests that take
+        // ClickHouse away at start-up use `assemble_unready`.
+        for _ in 0..600 {
+            if app.progress.snapshot().ready {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            app.progress.snapshot().ready,
+            "start-up did not finish within 30 s"
+        );
         TestApp {
             router: app.router,
             intake: app.intake,
@@ -585,12 +597,15 @@ impl Outage {
 
     pub fn down(&self) {
         self.mode.store(DOWN, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(60)); // as in `hang`
     }
 
     /// Connections open and stay open, but nothing is answered: a network partition that
     /// drops packets, or a stuck server. Connections made while hung stay hung.
     pub fn hang(&self) {
         self.mode.store(HUNG, std::sync::atomic::Ordering::SeqCst);
+        // Established connections notice within 20 ms; none may slip a request through.
+        std::thread::sleep(Duration::from_millis(60));
     }
 
     /// Requests reach ClickHouse and are carried out, but no answer comes back (a one-way

@@ -23,6 +23,8 @@ pub struct Activity {
     idle: Notify,
     /// Deliveries whose handling panicked since start.
     panics: AtomicUsize,
+    /// Deliveries left from the last run and not handled yet.
+    backlog: std::sync::atomic::AtomicIsize,
 }
 
 impl Activity {
@@ -32,6 +34,15 @@ impl Activity {
 
     pub fn panics(&self) -> usize {
         self.panics.load(Ordering::SeqCst)
+    }
+
+    pub fn backlog_added(&self, n: isize) {
+        self.backlog.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// Deliveries left from the last run and not handled yet.
+    pub fn backlog(&self) -> usize {
+        self.backlog.load(Ordering::SeqCst).max(0) as usize
     }
 
     pub fn begin(&self) {
