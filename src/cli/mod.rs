@@ -98,7 +98,10 @@ enum Cmd {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    if let Err(e) = init_tracing() {
+        eprintln!("autorevert: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -118,14 +121,27 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`): text for people, or one JSON
+/// object per line with `LOG_FORMAT=json` (for log shippers; spans come along as fields).
+fn init_tracing() -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let format = std::env::var("LOG_FORMAT").unwrap_or_default();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format.trim().to_ascii_lowercase().as_str() {
+        "" | "text" => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        "json" => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        other => bail!("LOG_FORMAT {other:?} is not text or json"),
+    };
+    Ok(())
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 /// A reserved place in a worker's queue.
 struct Slot {
@@ -149,6 +150,17 @@ impl Pipeline {
     }
 }
 
+/// Everything logged while a delivery is handled (its follow-ups included) carries these.
+fn delivery_span(d: &Delivery) -> tracing::Span {
+    let (repo, sha) = d.event.commit_key().unwrap_or(("", ""));
+    let (workflow, run_id, job_id) = match &d.event {
+        Event::WorkflowRun(e) => (e.run.name.as_str(), e.run.id, None),
+        Event::WorkflowJob(e) => (e.job.workflow_name.as_str(), e.job.run_id, Some(e.job.id)),
+        _ => ("", 0, None),
+    };
+    tracing::info_span!("delivery", id = %d.id, event = %d.event_name, repo, workflow, sha, run_id, job_id)
+}
+
 /// The worker of an event's commit: all events of one commit go to one worker.
 fn shard(event: &Event, workers: usize) -> usize {
     match event.commit_key() {
@@ -185,7 +197,10 @@ async fn work(
 /// counted (`/healthz`), and it stays unacknowledged in the delivery log, so the next start
 /// handles it again.
 async fn handle_guarded(engine: &Engine, d: &Delivery) {
-    let handled = AssertUnwindSafe(handle_one(engine, d)).catch_unwind().await;
+    let handled = AssertUnwindSafe(handle_one(engine, d))
+        .catch_unwind()
+        .instrument(delivery_span(d))
+        .await;
     if handled.is_err() {
         engine.activity().panicked();
         tracing::error!(

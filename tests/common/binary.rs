@@ -12,6 +12,8 @@ pub struct Binary {
     github_url: String,
     /// Settings on top of the defaults above (later ones win).
     pub env: Vec<(String, String)>,
+    /// Where the App's log (stderr) goes; None: nowhere.
+    pub log_to: Option<std::path::PathBuf>,
 }
 
 impl Binary {
@@ -26,6 +28,7 @@ impl Binary {
             store: store.clone(),
             github_url: github.url.clone(),
             env: Vec::new(),
+            log_to: None,
         }
     }
 
@@ -58,7 +61,10 @@ impl Binary {
             .env("REDELIVER_SECS", "0")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(match &self.log_to {
+                Some(path) => std::fs::File::create(path).unwrap().into(),
+                None => std::process::Stdio::null(),
+            })
             .spawn()
             .unwrap()
     }

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 /// Work in flight: queued deliveries, deliveries being handled, and follow-ups. Waiting
 /// for it to reach zero is how shutdown, replay and the tests know everything is done.
@@ -114,10 +115,15 @@ impl FollowUps {
             running: self.running.clone(),
             key,
         };
-        tokio::spawn(async move {
-            let _done = done;
-            work.await;
-        });
+        // In the span of what started it (the delivery), named by its restart.
+        let span = tracing::info_span!("follow_up", kind = ?kind, restart = restart_id);
+        tokio::spawn(
+            async move {
+                let _done = done;
+                work.await;
+            }
+            .instrument(span),
+        );
         true
     }
 }
