@@ -13,6 +13,7 @@
 use super::delivery_log::DeliveryLog;
 use super::recent_ids::RecentIds;
 use super::signature::verify_signature;
+use super::states::Action;
 use super::{Delivery, DeliveryQueue, EnqueueError, Event, events};
 use axum::Json;
 use axum::body::Bytes;
@@ -124,12 +125,41 @@ fn event_headers(headers: &HeaderMap) -> Result<(&str, &str), String> {
     Ok((event_name, delivery_id))
 }
 
-/// `POST /webhook`.
+/// `POST /webhook`: answers, and counts the answer (`autorevert_deliveries_total` by event,
+/// action and result).
 pub async fn receive(
     State(intake): State<Arc<Intake>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // Labels from a fixed set: the header is anyone's until the signature is checked.
+    let event: &'static str = match header_str(&headers, "x-github-event") {
+        Some("workflow_run") => "workflow_run",
+        Some("workflow_job") => "workflow_job",
+        Some("ping") => "ping",
+        Some(_) => "other",
+        None => "none",
+    };
+    let (resp, result, action) = answer(&intake, &headers, body).await;
+    let action = match action {
+        Some(Action::Other(_)) => "other".to_string(),
+        Some(a) => a.to_string(),
+        None => String::new(),
+    };
+    metrics::counter!("autorevert_deliveries_total", "event" => event, "action" => action, "result" => result)
+        .increment(1);
+    if result == "bad_signature" {
+        metrics::counter!("autorevert_signature_failures_total").increment(1);
+    }
+    resp
+}
+
+/// The answer to a delivery, what it came to (a metric label), and the delivery's action.
+async fn answer(
+    intake: &Intake,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> (Response, &'static str, Option<Action>) {
     let body = match body {
         Ok(b) => b,
         Err(rejection) => {
@@ -139,10 +169,10 @@ pub async fn receive(
             } else {
                 format!("could not read the body: {}", rejection.body_text())
             };
-            return reply(status, json!({ "error": error }));
+            return (reply(status, json!({ "error": error })), "unreadable", None);
         }
     };
-    let signature = header_str(&headers, "x-hub-signature-256");
+    let signature = header_str(headers, "x-hub-signature-256");
     if !verify_signature(&intake.secrets, signature, &body) {
         let error = if headers.contains_key("x-hub-signature-256") {
             "X-Hub-Signature-256 does not match the body"
@@ -150,33 +180,33 @@ pub async fn receive(
             "X-Hub-Signature-256 is missing"
         };
         tracing::warn!(error, "rejected delivery");
-        return reply(StatusCode::UNAUTHORIZED, json!({ "error": error }));
+        let resp = reply(StatusCode::UNAUTHORIZED, json!({ "error": error }));
+        return (resp, "bad_signature", None);
     }
-    let (event_name, delivery_id) = match event_headers(&headers) {
+    let (event_name, delivery_id) = match event_headers(headers) {
         Ok(h) => h,
-        Err(why) => return bad_request(why),
+        Err(why) => return (bad_request(why), "bad_request", None),
     };
     if intake.has_seen(delivery_id) {
-        return duplicate(delivery_id);
+        return (duplicate(delivery_id), "duplicate", None);
     }
     let event = match events::parse(event_name, &body) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(delivery = delivery_id, event = event_name, error = %e, "bad payload");
-            return bad_request(e.to_string());
+            return (bad_request(e.to_string()), "bad_payload", None);
         }
     };
+    let action = event.action().cloned();
     let status = match &event {
         Event::Other { .. } => "ignored",
         _ => "accepted",
     };
-    if let Err(resp) = take(&intake, delivery_id, event_name, event, body.len()).await {
-        return resp;
+    if let Err((resp, result)) = take(intake, delivery_id, event_name, event, body.len()).await {
+        return (resp, result, action);
     }
-    reply(
-        StatusCode::ACCEPTED,
-        json!({ "status": status, "delivery": delivery_id, "event": event_name }),
-    )
+    let body = json!({ "status": status, "delivery": delivery_id, "event": event_name });
+    (reply(StatusCode::ACCEPTED, body), status, action)
 }
 
 /// Queues a verified delivery, durable before the answer. A place in the queue first
@@ -189,18 +219,22 @@ async fn take(
     event_name: &str,
     event: Event,
     body_len: usize,
-) -> Result<(), Response> {
+) -> Result<(), (Response, &'static str)> {
     let slot = match intake.queue.reserve(&event, intake.queue_wait).await {
         Ok(slot) => slot,
         Err(EnqueueError::Full) => {
-            return Err(unavailable("5", "the work queue is full; retry later"));
+            return Err((
+                unavailable("5", "the work queue is full; retry later"),
+                "queue_full",
+            ));
         }
         Err(EnqueueError::Closed) => {
-            return Err(unavailable("30", "the App is shutting down; retry later"));
+            let resp = unavailable("30", "the App is shutting down; retry later");
+            return Err((resp, "shutting_down"));
         }
     };
     if !intake.recent().insert(delivery_id) {
-        return Err(duplicate(delivery_id));
+        return Err((duplicate(delivery_id), "duplicate"));
     }
     let received_at = chrono::Utc::now();
     let body_bytes = body_len.min(u32::MAX as usize) as u32;
@@ -216,9 +250,9 @@ async fn take(
                 Err(e) => {
                     tracing::error!(delivery = delivery_id, error = %e, "writing the delivery log failed");
                     intake.recent().forget(delivery_id);
-                    return Err(unavailable(
-                        "30",
-                        "the delivery could not be stored; retry later",
+                    return Err((
+                        unavailable("30", "the delivery could not be stored; retry later"),
+                        "not_stored",
                     ));
                 }
             }

@@ -104,6 +104,7 @@ impl Restarts {
     ) -> Option<Restart> {
         let applied = self.ledger().apply_if(restart_id, guard, &t, Utc::now());
         let (updated, change) = applied?;
+        measure(&t, &updated);
         self.persist(&updated).await;
         if let Transition::Judged { judgement, .. } = &t {
             for j in &judgement.jobs {
@@ -128,7 +129,10 @@ impl Restarts {
         self.log(EventRow::for_change(r, &change)).await
     }
 
+    /// Logs an event (and counts it: `autorevert_restart_events_total` by kind).
     pub async fn log(&self, row: EventRow) {
+        metrics::counter!("autorevert_restart_events_total", "kind" => row.kind.clone())
+            .increment(1);
         tracing::info!(
             kind = row.kind,
             repo = row.repo,
@@ -137,5 +141,32 @@ impl Restarts {
             row.message
         );
         self.evidence.record(Entry::Event(row)).await;
+    }
+}
+
+/// The latencies a transition completes: request → dispatch answered, dispatch → jobs
+/// visible in ClickHouse; and each verdict.
+fn measure(t: &Transition, r: &Restart) {
+    let seconds = |from: chrono::DateTime<Utc>, to: chrono::DateTime<Utc>| {
+        (to - from).num_milliseconds().max(0) as f64 / 1000.0
+    };
+    match t {
+        Transition::Dispatch { found: false, .. } => {
+            if let Some(at) = r.times.dispatched_at {
+                let s = seconds(r.times.requested_at, at);
+                metrics::histogram!("autorevert_dispatch_latency_seconds").record(s);
+            }
+        }
+        Transition::Confirmed { .. } => {
+            if let Some(ms) = r.times.confirm_latency_ms() {
+                let s = ms as f64 / 1000.0;
+                metrics::histogram!("autorevert_confirmation_latency_seconds").record(s);
+            }
+        }
+        Transition::Judged { judgement, .. } => {
+            let verdict = judgement.verdict.as_str();
+            metrics::counter!("autorevert_verdicts_total", "verdict" => verdict).increment(1);
+        }
+        _ => {}
     }
 }

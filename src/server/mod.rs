@@ -1,6 +1,7 @@
 //! The App as `serve` runs it: its parts assembled (`assemble`), its routes (`routes`),
 //! and serving until SIGTERM with a graceful drain.
 
+pub mod metrics;
 pub mod routes;
 pub mod startup;
 
@@ -79,6 +80,7 @@ pub struct TaskPlan {
 /// the backlog wait for start-up (`startup`: schema and ledger, retried until ClickHouse
 /// answers), while intake takes deliveries at once.
 pub async fn assemble(p: Parts) -> anyhow::Result<App> {
+    metrics::handle(); // recording starts before the first delivery
     let (log, backlog, ids) = open_log(&p)?;
     let recovered = backlog.len();
     let (evidence, actions) = effects(&p, &log);

@@ -6,7 +6,7 @@ use crate::background::heartbeat::Heartbeat;
 use crate::intake::webhook::{self, Intake, MAX_BODY_BYTES};
 use crate::pipeline::Pipeline;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -30,6 +30,7 @@ pub fn router(health: Health) -> Router {
         .with_state(health.intake.clone());
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route(
             "/",
             get(|| async { "autorevert: POST /webhook, GET /healthz\n" }),
@@ -49,6 +50,24 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
         Json(json!({ "error": "internal error" })),
     )
         .into_response()
+}
+
+async fn metrics(State(h): State<Health>) -> Response {
+    match super::metrics::render(&h.pipeline) {
+        Some(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "another metrics recorder is installed in this process\n",
+        )
+            .into_response(),
+    }
 }
 
 async fn healthz(State(h): State<Health>) -> Response {

@@ -75,12 +75,22 @@ where
     F: std::future::Future<Output = clickhouse::error::Result<T>>,
 {
     async fn within(self, limit: Duration) -> Result<T> {
+        let failed = |why: &'static str| {
+            metrics::counter!("autorevert_clickhouse_errors_total", "why" => why).increment(1);
+        };
         match tokio::time::timeout(limit, self).await {
-            Ok(r) => Ok(r?),
-            Err(_) => anyhow::bail!(
-                "ClickHouse did not answer within {} s (CLICKHOUSE_TIMEOUT_SECS)",
-                limit.as_secs_f64()
-            ),
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                failed("error");
+                Err(e.into())
+            }
+            Err(_) => {
+                failed("timeout");
+                anyhow::bail!(
+                    "ClickHouse did not answer within {} s (CLICKHOUSE_TIMEOUT_SECS)",
+                    limit.as_secs_f64()
+                )
+            }
         }
     }
 }

@@ -179,6 +179,7 @@ impl Writer {
     }
 
     fn failed(&mut self, e: anyhow::Error) {
+        metrics::counter!("autorevert_clickhouse_errors_total", "why" => "insert").increment(1);
         let buffered = self.pending.batch.len() + self.later.batch.len();
         tracing::error!(
             error = format!("{e:#}"),
