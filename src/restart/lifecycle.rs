@@ -4,7 +4,7 @@
 //! (`on_transition`), which persists the new version and logs the change.
 
 use super::model::{Restart, Status};
-use super::outcome::{Judgement, Verdict};
+use super::outcome::Judgement;
 use crate::github::DispatchResult;
 use chrono::{DateTime, Utc};
 
@@ -227,10 +227,6 @@ impl Restart {
             && !matches!(self.status, Status::Unconfirmed | Status::Confirmed)
     }
 
-    /// The verdict, once judged.
-    pub fn verdict(&self) -> Option<Verdict> {
-        self.outcome
-    }
 }
 
 #[cfg(test)]
