@@ -226,13 +226,13 @@ impl Restart {
         self.times.confirmed_at.is_none()
             && !matches!(self.status, Status::Unconfirmed | Status::Confirmed)
     }
-
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::restart::model::{RestartKey, Timeline};
+    use crate::restart::outcome::Verdict;
 
     fn at(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_750_000_000 + secs, 0).unwrap()
