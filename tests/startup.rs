@@ -50,7 +50,11 @@ async fn serve_takes_deliveries_while_clickhouse_is_unreachable_and_handles_them
     gate.open().await;
     let mut ready = false;
     for _ in 0..400 {
-        if !github.dispatches().is_empty() && health(&bin).await["startup"]["ready"] == true {
+        let h = health(&bin).await;
+        if !github.dispatches().is_empty()
+            && h["startup"]["ready"] == true
+            && h["clickhouse"]["ok"] == true
+        {
             ready = true;
             break;
         }

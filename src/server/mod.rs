@@ -124,6 +124,7 @@ pub async fn assemble(p: Parts) -> anyhow::Result<App> {
         tasks: tasks.status(),
         heartbeat: heartbeat.clone(),
         startup: status.clone(),
+        store: p.store.clone(),
     });
     Ok(App {
         router,

@@ -5,6 +5,7 @@ use crate::background::TaskView;
 use crate::background::heartbeat::Heartbeat;
 use crate::intake::webhook::{self, Intake, MAX_BODY_BYTES};
 use crate::pipeline::Pipeline;
+use crate::store::Store;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +22,8 @@ pub struct Health {
     pub tasks: TaskView,
     pub heartbeat: Option<Arc<Heartbeat>>,
     pub startup: StartupStatus,
+    /// To say whether ClickHouse answered lately.
+    pub store: Option<Store>,
 }
 
 /// The App's router; tests call it in-process, `serve` puts it on a socket.
@@ -81,6 +84,8 @@ async fn healthz(State(h): State<Health>) -> Response {
         // Until ready, deliveries are taken into the log but not yet handled.
         "startup": h.startup.snapshot(),
         "backlog": h.pipeline.engine().activity().backlog(),
+        // How the last ClickHouse call went (null: none yet).
+        "clickhouse": h.store.as_ref().and_then(Store::last_call),
         "queued": h.pipeline.queued(),
         // Deliveries whose handling panicked (each stays in the delivery log).
         "worker_panics": h.pipeline.engine().activity().panics(),

@@ -15,6 +15,7 @@ pub use queries::confirmation_sql;
 use anyhow::{Context, Result};
 use clickhouse::Row;
 use secrecy::{ExposeSecret, SecretString};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use url::Url;
 
@@ -61,41 +62,67 @@ pub struct Store {
     mirror: bool,
     /// Every call is bounded by this (`CLICKHOUSE_TIMEOUT_SECS`).
     timeout: Duration,
+    /// How the last call went (shared by the clones), for `/healthz`.
+    last_call: Arc<Mutex<Option<LastCall>>>,
+}
+
+/// How the last ClickHouse call went.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LastCall {
+    pub ok: bool,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub error: Option<String>,
 }
 
 /// Bounds a ClickHouse call. The client has no timeout of its own, so a server that stops
 /// answering without closing the connection would hold the caller (the recorder, and
 /// behind it the whole pipeline) until TCP keepalive gives up, many minutes later.
+/// The call's outcome is noted on the store (`/healthz`) and counted (`/metrics`).
 trait Within<T> {
-    async fn within(self, limit: Duration) -> Result<T>;
+    async fn within(self, store: &Store) -> Result<T>;
 }
 
 impl<T, F> Within<T> for F
 where
     F: std::future::Future<Output = clickhouse::error::Result<T>>,
 {
-    async fn within(self, limit: Duration) -> Result<T> {
-        let failed = |why: &'static str| {
-            metrics::counter!("autorevert_clickhouse_errors_total", "why" => why).increment(1);
-        };
-        match tokio::time::timeout(limit, self).await {
+    async fn within(self, store: &Store) -> Result<T> {
+        let limit = store.timeout;
+        let outcome = match tokio::time::timeout(limit, self).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                failed("error");
-                Err(e.into())
-            }
-            Err(_) => {
-                failed("timeout");
-                anyhow::bail!(
+            Ok(Err(e)) => Err(("error", anyhow::Error::from(e))),
+            Err(_) => Err((
+                "timeout",
+                anyhow::anyhow!(
                     "ClickHouse did not answer within {} s (CLICKHOUSE_TIMEOUT_SECS)",
                     limit.as_secs_f64()
-                )
-            }
-        }
+                ),
+            )),
+        };
+        store.note(outcome.as_ref().err().map(|(_, e)| format!("{e:#}")));
+        outcome.map_err(|(why, e)| {
+            metrics::counter!("autorevert_clickhouse_errors_total", "why" => why).increment(1);
+            e
+        })
     }
 }
 
 impl Store {
+    /// Notes how a call went: `None` for success, else the error.
+    fn note(&self, error: Option<String>) {
+        let call = LastCall {
+            ok: error.is_none(),
+            at: chrono::Utc::now(),
+            error,
+        };
+        *self.last_call.lock().expect("last call lock") = Some(call);
+    }
+
+    /// How the last ClickHouse call went (None: no call yet).
+    pub fn last_call(&self) -> Option<LastCall> {
+        self.last_call.lock().expect("last call lock").clone()
+    }
+
     pub fn new(cfg: &ClickHouseConfig) -> Store {
         let mut client =
             clickhouse::Client::default().with_url(cfg.url.as_str().trim_end_matches('/'));
@@ -111,6 +138,7 @@ impl Store {
             tables: cfg.tables.clone(),
             mirror: cfg.ingest,
             timeout: cfg.timeout,
+            last_call: Arc::default(),
         }
     }
 
@@ -131,7 +159,7 @@ impl Store {
         self.client
             .query("SELECT 1")
             .fetch_one::<u8>()
-            .within(self.timeout)
+            .within(self)
             .await
             .map(|_| ())
             .context("ClickHouse does not answer `SELECT 1`")
@@ -141,7 +169,7 @@ impl Store {
         self.client
             .query(sql)
             .execute()
-            .within(self.timeout)
+            .within(self)
             .await
             .with_context(|| format!("ClickHouse refused: {}", first_line(sql)))
     }
@@ -168,7 +196,7 @@ impl Store {
         // Validation first reads the table's schema: a query, bounded too.
         let mut insert = client
             .insert_unescaped::<T>(table)
-            .within(self.timeout)
+            .within(self)
             .await
             .with_context(|| format!("preparing insert into {table}"))?
             .with_timeouts(Some(self.timeout), Some(self.timeout));
@@ -178,10 +206,12 @@ impl Store {
                 .await
                 .with_context(|| format!("writing a row to {table}"))?;
         }
-        insert
+        let ended = insert
             .end()
             .await
-            .with_context(|| format!("inserting into {table}"))
+            .with_context(|| format!("inserting into {table}"));
+        self.note(ended.as_ref().err().map(|e| format!("{e:#}")));
+        ended
     }
 }
 

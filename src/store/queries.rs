@@ -22,7 +22,7 @@ impl Store {
             ))
             .param("days", days)
             .fetch_all()
-            .within(self.timeout)
+            .within(self)
             .await
             .context("loading the restart ledger")?;
         rows.into_iter().map(RestartRow::into_restart).collect()
@@ -37,7 +37,7 @@ impl Store {
         let query = self.query_key(&sql, key);
         let rows: Vec<RestartRow> = query
             .fetch_all()
-            .within(self.timeout)
+            .within(self)
             .await
             .context("reading restarts")?;
         rows.into_iter().map(RestartRow::into_restart).collect()
@@ -60,7 +60,7 @@ impl Store {
         );
         self.query_key(&sql, key)
             .fetch_all()
-            .within(self.timeout)
+            .within(self)
             .await
             .context("reading the event log")
     }
@@ -73,7 +73,7 @@ impl Store {
             ))
             .param("id", delivery_id)
             .fetch_optional()
-            .within(self.timeout)
+            .within(self)
             .await
             .context("reading deliveries")
     }
@@ -97,7 +97,7 @@ impl Store {
             .param("me", me)
             .param("ms", within.as_millis() as u64)
             .fetch_all()
-            .within(self.timeout)
+            .within(self)
             .await
             .context("reading instances")
     }
@@ -114,7 +114,7 @@ impl Store {
             .param("repo", repo)
             .param("run", run_id)
             .fetch_all()
-            .within(self.timeout)
+            .within(self)
             .await
             .context("reading job results")?;
         Ok(rows.into_iter().map(JobState::from).collect())
@@ -133,7 +133,7 @@ impl Store {
             .param("head_branch", trunk_ref(&key.head_sha))
             .param("workflow_name", &key.workflow)
             .fetch_optional::<u8>()
-            .within(self.timeout)
+            .within(self)
             .await
             .context("running the confirmation query")?;
         Ok(found.is_some())

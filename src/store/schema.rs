@@ -218,7 +218,7 @@ impl Store {
             .client
             .query(&format!("SELECT version FROM {db}.schema_migrations"))
             .fetch_all()
-            .within(self.timeout)
+            .within(self)
             .await
             .context("reading schema_migrations")?;
         let mut done = Vec::new();
