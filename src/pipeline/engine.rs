@@ -12,7 +12,7 @@ use super::restarts::Restarts;
 use crate::intake::{Delivery, Event};
 use crate::restart::{
     Command, Policy, Restart, RestartKey, Status, decide, hold_for_kill_switch, may_dispatch,
-    retry_due,
+    retry_due, seed_versions,
 };
 use crate::store::mirror::{MirrorJobRow, MirrorRunRow};
 use crate::store::recorder::Entry;
@@ -96,6 +96,11 @@ impl Engine {
     pub async fn resume(&self) -> anyhow::Result<usize> {
         let loaded = self.evidence.restarts(30).await?;
         let n = loaded.len();
+        // Row versions come from the wall clock: on a clock now behind the one that wrote
+        // the ledger, they must still rise above what it holds.
+        if let Some(highest) = loaded.iter().map(|r| r.version).max() {
+            seed_versions(highest);
+        }
         // Died mid-dispatch (never answered): list the runs first and send once more only if
         // none appeared. An unknown outcome already had its one resend: look only.
         let unsettled: Vec<(String, bool)> = loaded

@@ -90,6 +90,15 @@ pub struct GhState {
     pub rate_limited: VecDeque<(u16, Vec<(String, String)>)>,
     /// Collaborator permission by login ("admin", "write", "read", "none"), role name.
     pub permissions: HashMap<String, (String, String)>,
+    /// GitHub's clock minus the true one: its `Date` headers and the runs it creates.
+    pub clock_skew: chrono::Duration,
+}
+
+impl GhState {
+    /// Now, on GitHub's clock.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + self.clock_skew
+    }
 }
 
 #[derive(Clone)]
@@ -171,7 +180,17 @@ fn check_token(st: &GhState, headers: &HeaderMap, repo: &str) -> Result<String, 
     }
 }
 
+/// Every answer carries GitHub's `Date` header, on the fake's clock (see `set_clock_skew`).
 async fn log_requests(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    let mut resp = answer(&st, req, next).await;
+    let now = st.lock().unwrap().now();
+    let date = now.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    resp.headers_mut()
+        .insert(axum::http::header::DATE, date.parse().unwrap());
+    resp
+}
+
+async fn answer(st: &Shared, req: Request, next: Next) -> Response {
     let path = req
         .uri()
         .path_and_query()
@@ -268,7 +287,7 @@ fn create_run(s: &mut GhState, repo: &str, workflow: &str, git_ref: &str) -> u64
         event: "workflow_dispatch".into(),
         status: "queued".into(),
         conclusion: None,
-        created_at: chrono::Utc::now(),
+        created_at: s.now(),
     });
     id
 }
@@ -609,6 +628,14 @@ impl FakeGitHub {
             .insert(by.into(), (permission.into(), role.into()));
     }
 
+    /// GitHub's clock runs `skew` from the true one (negative: behind) from now on: its
+    /// `Date` headers and the runs it creates say so. The App's clock, being the true one,
+    /// is then `-skew` off GitHub's. App JWTs are still checked on the true clock: GitHub
+    /// refuses a JWT issued in its future, a hazard of its own not modelled here.
+    pub fn set_clock_skew(&self, skew: chrono::Duration) {
+        self.state.lock().unwrap().clock_skew = skew;
+    }
+
     /// A run that exists on GitHub (whether or not a webhook told the App about it).
     pub fn add_run(&self, run: FakeRun) {
         self.state.lock().unwrap().runs.push(run);
@@ -659,6 +686,7 @@ impl FakeGitHub {
             )],
             issues: HashMap::new(),
             permissions: HashMap::new(),
+            clock_skew: chrono::Duration::zero(),
             hook_deliveries: vec![],
             redeliveries: vec![],
             rate_limited: VecDeque::new(),
@@ -783,7 +811,11 @@ impl FakeGitHub {
         let mut s = self.state.lock().unwrap();
         let id = s.next_run_id;
         s.next_run_id += 1;
-        s.runs.push(FakeRun::push(id, sha));
+        let created_at = s.now();
+        s.runs.push(FakeRun {
+            created_at,
+            ..FakeRun::push(id, sha)
+        });
         id
     }
 
