@@ -66,6 +66,7 @@ impl Engine {
             kill_switches: KillSwitches::new(
                 policy.kill_switch_label.clone(),
                 timing.kill_switch_ttl,
+                github.clone(),
             ),
             policy,
             follow_ups: FollowUps::new(activity.clone()),
@@ -155,19 +156,20 @@ impl Engine {
 
     /// Decides and carries out one delivery; returns what was decided.
     pub async fn handle(&self, d: &Delivery) -> Vec<Command> {
-        let switch = match &d.event {
-            Event::WorkflowRun(e) if may_dispatch(&d.event) => {
-                let github = self.settle.github.as_ref();
-                self.kill_switches
-                    .check(github, &e.repo, e.installation_id)
-                    .await
-            }
+        // The kill switch's last known state (looked up off this path, see kill_switch.rs);
+        // on, or unknown, holds whatever restart is decided.
+        let held = match &d.event {
+            Event::WorkflowRun(e) if may_dispatch(&d.event) => self
+                .kill_switches
+                .state(&e.repo, e.installation_id)
+                .await
+                .hold_reason(),
             _ => None,
         };
         let commands = self.restarts.decide_and_claim(|ledger| {
             let commands = decide(&d.event, &d.id, ledger, &self.policy, Utc::now());
-            match &switch {
-                Some(ks) => hold_for_kill_switch(commands, &ks.to_string()),
+            match &held {
+                Some(reason) => hold_for_kill_switch(commands, reason),
                 None => commands,
             }
         });
