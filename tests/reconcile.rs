@@ -221,8 +221,9 @@ async fn never_more_than_three_dispatch_posts_for_one_restart() {
 }
 
 /// GitHub unreachable (connection refused, not an error answer): deliveries are still
-/// answered 202 and recorded; a restart that could not be sent, whether the installation
-/// token had to be fetched first or the POST itself was refused, waits as not sent and is
+/// answered 202 and recorded. While the kill switch cannot be looked up, a failure is held
+/// (the switch fails closed) and the reconciler hands it back once GitHub answers; a restart
+/// decided while the switch was known off, whose POST was refused, waits as unknown and is
 /// sent once, after a lookup, when GitHub is back. Nothing lost, nothing doubled.
 #[tokio::test]
 async fn github_unreachable_then_back_loses_and_doubles_nothing() {
@@ -231,15 +232,19 @@ async fn github_unreachable_then_back_loses_and_doubles_nothing() {
     let mut via_gate = fake.clone();
     via_gate.url = gate.url.clone();
     let app = TestApp::assemble(
-        Options::default(),
+        Options {
+            kill_switch_ttl: Duration::from_secs(3600), // once known, it stands
+            ..Options::default()
+        },
         fresh_store().await,
         via_gate,
         temp_dir(),
     )
     .await;
 
-    // 1. Down from the start: no installation token can be had.
+    // 1. Down from the start: the kill switch cannot be looked up, so the failure is held.
     let cold = sha(150);
+    fake.add_run(main_run(2_000_150, &cold, "failure"));
     let (s, j) = app
         .deliver("workflow_run", &failure(&cold, 2_000_150))
         .await;
@@ -260,19 +265,14 @@ async fn github_unreachable_then_back_loses_and_doubles_nothing() {
         .await;
     assert_eq!(s.as_u16(), 202, "{j}");
     app.settle().await;
-    let r = &app.stored_restarts(&cold).await[0];
-    assert_eq!(
-        (r.status, r.dispatch_attempts),
-        (Status::DispatchUnknown, 0),
-        "{}",
-        r.reason
-    );
-    // The follow-up lookup failed too; the reason says why the restart waits.
-    assert!(r.reason.contains("Connection refused"), "{}", r.reason);
+    assert!(app.stored_restarts(&cold).await.is_empty());
+    let events = app.store.events_for(&TestApp::key(&cold)).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].kind, "skipped");
     assert!(
-        app.event_kinds(&cold)
-            .await
-            .contains(&"dispatch_not_sent".to_string())
+        events[0].message.starts_with("kill switch state unknown"),
+        "{}",
+        events[0].message
     );
     assert_eq!(
         fake.requests_matching("POST", "").len(),
@@ -291,15 +291,12 @@ async fn github_unreachable_then_back_loses_and_doubles_nothing() {
     // A pass while still down changes nothing and sends nothing.
     let p = pass(&app).await;
     assert!(p.errors > 0, "{p:?}");
-    assert_eq!(
-        app.stored_restarts(&cold).await[0].status,
-        Status::DispatchUnknown
-    );
+    assert!(app.stored_restarts(&cold).await.is_empty());
 
-    // 2. Back: the pass looks for a run, finds none, sends once.
+    // 2. Back: the pass hands the held failure back; the switch is off; sent once.
     gate.open().await;
     let p = pass(&app).await;
-    assert_eq!(p.unknown_settled, 1, "{p:?}");
+    assert_eq!(p.missed_failures, 1, "{p:?}");
     let r = &app.stored_restarts(&cold).await[0];
     assert_eq!(
         (r.status, r.dispatch_attempts),
@@ -308,9 +305,6 @@ async fn github_unreachable_then_back_loses_and_doubles_nothing() {
         r.reason
     );
     assert_eq!(fake.dispatches().len(), 1);
-    let lookups = fake.requests_matching("GET", "&branch=trunk%2F");
-    let posts = fake.requests_matching("POST", "/dispatches");
-    assert!(lookups[0].1 < posts[0].1, "looked up before the POST");
 
     // 3. Down again with the token cached: the POST itself is refused.
     gate.close().await;
@@ -322,22 +316,19 @@ async fn github_unreachable_then_back_loses_and_doubles_nothing() {
     app.settle().await;
     let r = &app.stored_restarts(&warm).await[0];
     assert_eq!(r.status, Status::DispatchUnknown, "{}", r.reason);
+    assert!(r.reason.contains("Connection refused"), "{}", r.reason);
     gate.open().await;
-    pass(&app).await;
+    let p = pass(&app).await;
+    assert_eq!(p.unknown_settled, 1, "{p:?}");
     let r = &app.stored_restarts(&warm).await[0];
     assert_eq!(r.status, Status::Dispatched, "{}", r.reason);
-    // One run per commit, and later passes send nothing more.
+    let lookups = fake.requests_matching("GET", &format!("&branch=trunk%2F{warm}"));
+    let posts = fake.requests_matching("POST", "/dispatches");
+    assert!(lookups[0].1 < posts[1].1, "looked up before the POST");
+    // One restart run per commit, and later passes send nothing more.
     pass(&app).await;
-    let runs: Vec<String> = fake
-        .state
-        .lock()
-        .unwrap()
-        .runs
-        .iter()
-        .map(|r| r.head_sha.clone())
-        .collect();
-    assert_eq!(runs.iter().filter(|s| **s == cold).count(), 1, "{runs:?}");
-    assert_eq!(runs.iter().filter(|s| **s == warm).count(), 1, "{runs:?}");
+    assert_eq!(fake.dispatched_runs(&cold).len(), 1);
+    assert_eq!(fake.dispatched_runs(&warm).len(), 1);
     assert_eq!(fake.dispatches().len(), 2);
 }
 

@@ -158,7 +158,7 @@ impl Reconciler<'_> {
                 .await
                 .map(|runs| {
                     let taken = self.engine.restarts().taken_runs(&r.key);
-                    adoptable(r, &runs, &taken).cloned()
+                    adoptable(r, &runs, &taken, gh.clock_offset()).cloned()
                 }),
         };
         match run {

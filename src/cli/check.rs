@@ -27,7 +27,7 @@ pub async fn run(
                 "kill switch off for {repo} (no open issue labelled {kill_switch_label:?} by a writer)"
             ),
             Err(e) => println!(
-                "kill switch: unknown ({e:#}); the App keeps restarting when it cannot tell"
+                "kill switch UNKNOWN for {repo} ({e:#}); the App holds restarts while it cannot tell"
             ),
         }
     }

@@ -2,7 +2,7 @@
 //! them.
 
 use super::GitHub;
-use super::transport::{base64_decode, get_json, url_escape};
+use super::transport::{base64_decode, url_escape};
 use crate::intake::events::{Job, Run, workflow_file};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -52,14 +52,16 @@ impl GitHub {
             .collect();
         let route =
             format!("/repos/{repo}/actions/workflows/{workflow_file}/runs?per_page=100{qs}");
-        let page: RunsPage = get_json(&client, &route).await?;
+        let page: RunsPage = client.get_json(&route).await?;
         Ok(page.workflow_runs)
     }
 
     /// One run (`GET /repos/{repo}/actions/runs/{id}`).
     pub async fn run(&self, repo: &str, run_id: u64, installation: Option<u64>) -> Result<Run> {
         let client = self.client_for(repo, installation).await?;
-        get_json(&client, &format!("/repos/{repo}/actions/runs/{run_id}")).await
+        client
+            .get_json(&format!("/repos/{repo}/actions/runs/{run_id}"))
+            .await
     }
 
     /// Every job of a run's latest attempt (`filter=latest`), all pages.
@@ -75,7 +77,7 @@ impl GitHub {
             let route = format!(
                 "/repos/{repo}/actions/runs/{run_id}/jobs?filter=latest&per_page=100&page={page}"
             );
-            let p: JobsPage = get_json(&client, &route).await?;
+            let p: JobsPage = client.get_json(&route).await?;
             let n = p.jobs.len();
             jobs.extend(p.jobs);
             if n < 100 || jobs.len() as u64 >= p.total_count {
@@ -103,11 +105,9 @@ impl GitHub {
             workflows: Vec<Wf>,
         }
         let client = self.client_for(repo, None).await?;
-        let list: Wfs = get_json(
-            &client,
-            &format!("/repos/{repo}/actions/workflows?per_page=100"),
-        )
-        .await?;
+        let list: Wfs = client
+            .get_json(&format!("/repos/{repo}/actions/workflows?per_page=100"))
+            .await?;
         let active: Vec<&Wf> = list
             .workflows
             .iter()
@@ -140,7 +140,7 @@ impl GitHub {
             "/repos/{repo}/contents/.github/workflows/{workflow_file}?ref={}",
             url_escape(git_ref)
         );
-        let c: Content = get_json(&client, &route).await?;
+        let c: Content = client.get_json(&route).await?;
         let raw: String = c.content.split_whitespace().collect();
         let text = base64_decode(&raw).context("workflow file content is not base64")?;
         super::workflow_file::dispatch_inputs(&text).map_err(|e| anyhow::anyhow!("{e}"))

@@ -3,10 +3,9 @@
 //! runs on `trunk/<sha>` before sending anything again.
 
 use super::GitHub;
-use super::transport::{error_chain, github_message};
+use super::transport::{Client, error_chain, github_message};
 use anyhow::Result;
 use http::StatusCode;
-use octocrab::Octocrab;
 use serde::Deserialize;
 
 /// What a dispatch POST came to.
@@ -82,17 +81,16 @@ impl GitHub {
     }
 }
 
-async fn post_once(client: &Octocrab, route: &str, body: &serde_json::Value) -> DispatchResult {
-    let resp = match client._post(route, Some(body)).await {
-        Ok(r) => r,
+async fn post_once(client: &Client, route: &str, body: &serde_json::Value) -> DispatchResult {
+    let (status, text) = match client.post(route, Some(body)).await {
+        Ok(answer) => answer,
         Err(e) => {
             return DispatchResult::Unknown {
                 reason: format!("no answer from GitHub: {}", error_chain(&e)),
             };
         }
     };
-    let status = resp.status();
-    let text = match client.body_to_string(resp).await {
+    let text = match text {
         Ok(t) => t,
         Err(e) if status.is_success() => {
             return DispatchResult::Unknown {

@@ -2,7 +2,7 @@
 //! asking GitHub to deliver one again (the redelivery sweep).
 
 use super::GitHub;
-use super::transport::{error_chain, get_page, github_message, url_escape};
+use super::transport::{error_chain, github_message, url_escape};
 use anyhow::{Result, anyhow, bail};
 use serde::Deserialize;
 
@@ -30,23 +30,22 @@ impl GitHub {
         if let Some(c) = cursor {
             route.push_str(&format!("&cursor={}", url_escape(c)));
         }
-        get_page(&self.base, &route).await
+        self.app_client().get_page(&route, "cursor").await
     }
 
     /// Asks GitHub to deliver a delivery again (`POST …/attempts`, App JWT). Sent once: a
     /// redelivery that fails is seen by the next sweep.
     pub async fn redeliver(&self, delivery_id: u64) -> Result<()> {
         let route = format!("/app/hook/deliveries/{delivery_id}/attempts");
-        let resp = self
-            .base
-            ._post(route.as_str(), None::<&()>)
+        let (status, text) = self
+            .app_client()
+            .post(&route, None)
             .await
             .map_err(|e| anyhow!("POST {route}: {}", error_chain(&e)))?;
-        let status = resp.status();
         if status.is_success() {
             return Ok(());
         }
-        let text = self.base.body_to_string(resp).await.unwrap_or_default();
+        let text = text.unwrap_or_default();
         bail!(
             "POST {route}: GitHub answered {status}: {}",
             github_message(&text)

@@ -2,10 +2,10 @@
 //! user who applied the label has write, maintain or admin permission.
 
 use super::GitHub;
-use super::transport::{get_json, url_escape};
-use anyhow::Result;
-use octocrab::Octocrab;
+use super::transport::{Client, url_escape};
+use anyhow::{Context, Result};
 use serde::Deserialize;
+use std::collections::HashMap;
 
 /// An open issue that switches restarts off, and who switched it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -67,11 +67,23 @@ fn switching_role(p: &Permission) -> Option<String> {
     allowed.then_some(role)
 }
 
+/// Pages of open labelled issues read (100 each). More than that is not read to the end, so
+/// the switch's state is unknown: an attacker's flood of labelled issues must not push a
+/// writer's switch out of sight.
+pub const MAX_ISSUE_PAGES: u32 = 10;
+
+/// Pages of one issue's events read (100 each) to find who applied the label last.
+pub const MAX_EVENT_PAGES: u32 = 10;
+
 impl GitHub {
     /// The kill switch of `repo`, if an open issue carries `label` and the user who applied
     /// the label (the latest `labeled` event for it) may switch restarts off. Anyone can open
     /// an issue from a template that applies labels; PyTorch's autorevert was switched off
     /// for 15 hours that way (pytorch/test-infra#8229).
+    ///
+    /// Every open labelled issue is read (all pages, up to `MAX_ISSUE_PAGES`). An error
+    /// means the state is unknown: listing the issues, or any issue's events or labeller's
+    /// permission failed (a switch found elsewhere is still reported as on).
     pub async fn kill_switch(
         &self,
         repo: &str,
@@ -83,54 +95,81 @@ impl GitHub {
             "/repos/{repo}/issues?labels={}&state=open&per_page=100",
             url_escape(label)
         );
-        let issues: Vec<Issue> = get_json(&client, &route).await?;
+        let issues: Vec<Issue> = client
+            .get_all(&route, MAX_ISSUE_PAGES)
+            .await
+            .with_context(|| format!("listing the open issues labelled {label:?}"))?;
+        // Permission by login, looked up once per lookup (one user may label many issues).
+        let mut roles: HashMap<String, Option<String>> = HashMap::new();
+        let mut failed = None;
         for issue in issues {
-            let Some(user) = labelled_by(&client, repo, issue.number, label).await? else {
-                continue;
-            };
-            let route = format!("/repos/{repo}/collaborators/{user}/permission");
-            let p: Permission = get_json(&client, &route).await?;
-            if let Some(permission) = switching_role(&p) {
-                return Ok(Some(KillSwitch {
-                    issue: issue.number,
-                    labelled_by: user,
-                    permission,
-                }));
+            match switched_by(&client, repo, issue.number, label, &mut roles).await {
+                Ok(Some(ks)) => return Ok(Some(ks)),
+                Ok(None) => {}
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
             }
-            tracing::warn!(
-                repo,
-                issue = issue.number,
-                user,
-                permission = p.permission,
-                "kill-switch label applied by a user without write permission: ignored"
-            );
         }
-        Ok(None)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(None),
+        }
     }
 }
 
-/// Who applied `label` to an issue last (its issue events, up to 1,000).
-async fn labelled_by(
-    client: &Octocrab,
+/// The switch an issue stands for, if its labeller may switch restarts off.
+async fn switched_by(
+    client: &Client,
     repo: &str,
     issue: u64,
     label: &str,
-) -> Result<Option<String>> {
-    let mut by = None;
-    for page in 1..=10u32 {
-        let route = format!("/repos/{repo}/issues/{issue}/events?per_page=100&page={page}");
-        let events: Vec<IssueEvent> = get_json(client, &route).await?;
-        let n = events.len();
-        for e in events {
-            if e.event == "labeled" && e.label.as_ref().is_some_and(|l| l.name == label) {
-                by = e.actor.map(|a| a.login);
+    roles: &mut HashMap<String, Option<String>>,
+) -> Result<Option<KillSwitch>> {
+    let route = format!("/repos/{repo}/issues/{issue}/events?per_page=100");
+    let events: Vec<IssueEvent> = client
+        .get_all(&route, MAX_EVENT_PAGES)
+        .await
+        .with_context(|| format!("reading who labelled issue #{issue}"))?;
+    let Some(user) = labelled_by(events, label) else {
+        return Ok(None);
+    };
+    let role = match roles.get(&user) {
+        Some(role) => role.clone(),
+        None => {
+            let route = format!("/repos/{repo}/collaborators/{user}/permission");
+            let p: Permission = client.get_json(&route).await.with_context(|| {
+                format!("looking up the permission of @{user}, who labelled issue #{issue}")
+            })?;
+            let role = switching_role(&p);
+            if role.is_none() {
+                tracing::warn!(
+                    repo,
+                    issue,
+                    user,
+                    permission = p.permission,
+                    "kill-switch label applied by a user without write permission: ignored"
+                );
             }
+            roles.insert(user.clone(), role.clone());
+            role
         }
-        if n < 100 {
-            break;
-        }
-    }
-    Ok(by)
+    };
+    Ok(role.map(|permission| KillSwitch {
+        issue,
+        labelled_by: user,
+        permission,
+    }))
+}
+
+/// Who applied `label` last, from an issue's events (oldest first).
+fn labelled_by(events: Vec<IssueEvent>, label: &str) -> Option<String> {
+    events
+        .into_iter()
+        .rev()
+        .find(|e| e.event == "labeled" && e.label.as_ref().is_some_and(|l| l.name == label))
+        .and_then(|e| e.actor)
+        .map(|a| a.login)
 }
 
 #[cfg(test)]
@@ -157,5 +196,24 @@ mod tests {
         assert_eq!(switching_role(&p("write", "")).as_deref(), Some("write"));
         assert_eq!(switching_role(&p("read", "triage")), None);
         assert_eq!(switching_role(&p("none", "none")), None);
+    }
+
+    #[test]
+    fn the_latest_labelling_counts() {
+        let e = |event: &str, label: &str, by: &str| IssueEvent {
+            event: event.into(),
+            label: Some(Named { name: label.into() }),
+            actor: Some(Login { login: by.into() }),
+        };
+        let label = "ci: disable-autorevert";
+        let events = vec![
+            e("labeled", label, "oncall"),
+            e("unlabeled", label, "oncall"),
+            e("labeled", label, "drive-by"),
+            e("labeled", "other", "someone"),
+            e("mentioned", label, "bot"),
+        ];
+        assert_eq!(labelled_by(events, label).as_deref(), Some("drive-by"));
+        assert_eq!(labelled_by(vec![e("labeled", "other", "x")], label), None);
     }
 }

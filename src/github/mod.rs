@@ -9,10 +9,14 @@
 //!   fresh one; GitHub rejected the first attempt before acting on it;
 //! * `get_json` retries reads (GET) on 5xx, transport errors and rate limits.
 //!
+//! Every answer's `Date` header is noted (`clock`): times compared with GitHub's are
+//! corrected by the offset between its clock and ours.
+//!
 //! The dispatch POST is never retried here: an unknown outcome (5xx, timeout) is reported
 //! as such, and the caller lists the runs on `trunk/{sha}` before sending anything again.
 
 pub mod actions;
+pub mod clock;
 pub mod dispatch;
 pub mod hooks;
 pub mod kill_switch;
@@ -31,7 +35,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use transport::{error_chain, get_json};
+use transport::{Client, error_chain};
 use url::Url;
 
 /// How the App authenticates to GitHub.
@@ -59,6 +63,8 @@ pub struct GitHub {
     /// Held while a token is looked up, so concurrent first requests fetch one token.
     token_lock: Arc<tokio::sync::Mutex<()>>,
     repo_installations: Arc<Mutex<HashMap<String, u64>>>,
+    /// GitHub's clock, from the `Date` header of every answer.
+    clock: Arc<clock::Clock>,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +92,7 @@ impl GitHub {
             installations: Default::default(),
             token_lock: Default::default(),
             repo_installations: Default::default(),
+            clock: Default::default(),
         })
     }
 
@@ -94,12 +101,22 @@ impl GitHub {
         self.is_app
     }
 
+    /// GitHub's time minus ours, from the latest answer's `Date` header (zero before any).
+    pub fn clock_offset(&self) -> chrono::Duration {
+        self.clock.offset()
+    }
+
+    /// The client acting as the App itself (App JWT) or with the token.
+    fn app_client(&self) -> Client {
+        Client::new(self.base.clone(), self.clock.clone())
+    }
+
     /// The client acting as an installation. One client per installation is kept behind an
     /// `Arc`: octocrab caches the token inside it (until 30 s before `expires_at`), and its
     /// `Clone` copies that cache by value, so a clone would fetch and refresh a token of its own.
-    async fn client_for(&self, repo: &str, installation: Option<u64>) -> Result<Arc<Octocrab>> {
+    async fn client_for(&self, repo: &str, installation: Option<u64>) -> Result<Client> {
         if !self.is_app {
-            return Ok(self.base.clone());
+            return Ok(self.app_client());
         }
         let id = match installation {
             Some(id) => id,
@@ -130,7 +147,7 @@ impl GitHub {
                 error_chain(&e)
             )
         })?;
-        Ok(client)
+        Ok(Client::new(client, self.clock.clone()))
     }
 
     /// `GET /repos/{owner}/{repo}/installation` (App JWT), cached per repository.
@@ -138,7 +155,9 @@ impl GitHub {
         if let Some(id) = self.repo_installations.lock().expect("lock").get(repo) {
             return Ok(*id);
         }
-        let inst: InstallationRef = get_json(&self.base, &format!("/repos/{repo}/installation"))
+        let inst: InstallationRef = self
+            .app_client()
+            .get_json(&format!("/repos/{repo}/installation"))
             .await
             .with_context(|| format!("the App is not installed on {repo}"))?;
         self.repo_installations

@@ -1,11 +1,14 @@
 //! Requests to GitHub's REST API. octocrab is built without its `retry` feature, so nothing
-//! retries by itself; `get_page` is the one retry layer, for reads only (5xx, transport
+//! retries by itself; `Client::get_page` is the one retry layer, for reads only (5xx, transport
 //! errors, rate limits). No POST is ever retried here.
 
+use super::clock::Clock;
 use anyhow::{Context, Result, anyhow, bail};
+use chrono::Utc;
 use http::StatusCode;
 use octocrab::Octocrab;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// GitHub's error body: `{"message": "...", "documentation_url": "..."}`.
@@ -31,8 +34,13 @@ pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// How long to wait before retrying a read, from GitHub's rate-limit headers.
-fn rate_limit_wait(headers: &http::HeaderMap, attempt: u32) -> Duration {
+/// How long to wait before retrying a read, from GitHub's rate-limit headers. The reset
+/// time is GitHub's: it is compared with `github_now`, now on GitHub's clock.
+fn rate_limit_wait(
+    headers: &http::HeaderMap,
+    attempt: u32,
+    github_now: chrono::DateTime<Utc>,
+) -> Duration {
     let num = |name: &str| {
         headers
             .get(name)
@@ -45,20 +53,22 @@ fn rate_limit_wait(headers: &http::HeaderMap, attempt: u32) -> Duration {
     if num("x-ratelimit-remaining") == Some(0)
         && let Some(reset) = num("x-ratelimit-reset")
     {
-        let wait = reset - chrono::Utc::now().timestamp();
+        let wait = reset - github_now.timestamp();
         return Duration::from_secs(wait.clamp(1, 120) as u64);
     }
     Duration::from_millis(500 * 2u64.pow(attempt))
 }
 
-/// GET with the one retry layer for reads: 5xx, transport errors and rate limits
-/// (403/429 with rate-limit headers) are retried up to 3 times.
-pub(super) async fn get_json<T: DeserializeOwned>(client: &Octocrab, route: &str) -> Result<T> {
-    get_page(client, route).await.map(|(v, _)| v)
+/// An octocrab client (the App's own, or an installation's) that notes GitHub's clock from
+/// every answer's `Date` header.
+#[derive(Clone)]
+pub(super) struct Client {
+    octo: Arc<Octocrab>,
+    clock: Arc<Clock>,
 }
 
-/// The `cursor` of the `rel="next"` link in GitHub's `Link` header, if any.
-fn next_cursor(headers: &http::HeaderMap) -> Option<String> {
+/// The value of `param` in the `rel="next"` link of GitHub's `Link` header, if any.
+fn next_param(headers: &http::HeaderMap, param: &str) -> Option<String> {
     let link = headers.get("link")?.to_str().ok()?;
     link.split(',')
         .find(|part| part.contains("rel=\"next\""))
@@ -66,66 +76,114 @@ fn next_cursor(headers: &http::HeaderMap) -> Option<String> {
         .and_then(|url| url::Url::parse(url).ok())
         .and_then(|url| {
             url.query_pairs()
-                .find(|(k, _)| k == "cursor")
+                .find(|(k, _)| k == param)
                 .map(|(_, v)| v.into_owned())
         })
 }
 
-/// `get_json`, also giving the next page's cursor.
-pub(super) async fn get_page<T: DeserializeOwned>(
-    client: &Octocrab,
-    route: &str,
-) -> Result<(T, Option<String>)> {
-    let mut attempt = 0;
-    loop {
-        let resp = client._get(route).await;
-        let (status, headers, text) = match resp {
-            Ok(r) => {
-                let status = r.status();
-                let headers = r.headers().clone();
-                let text = client.body_to_string(r).await.unwrap_or_default();
-                (Some(status), headers, text)
-            }
-            Err(e) => (None, http::HeaderMap::new(), error_chain(&e)),
-        };
-        let limited = matches!(
-            status,
-            Some(StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS)
-        ) && (headers.contains_key("retry-after")
-            || headers
-                .get("x-ratelimit-remaining")
-                .is_some_and(|v| v.as_bytes() == b"0"));
-        match status {
-            Some(s) if s.is_success() => {
-                let value = serde_json::from_str(&text)
-                    .with_context(|| format!("GET {route}: unexpected answer from GitHub"))?;
-                return Ok((value, next_cursor(&headers)));
-            }
-            Some(s) if s.is_client_error() && !limited => {
-                bail!(
-                    "GET {route}: GitHub answered {s}: {}",
-                    github_message(&text)
-                )
-            }
-            _ if attempt >= 3 => {
-                return Err(anyhow!(
-                    "GET {route}: gave up after {} attempts: {}",
-                    attempt + 1,
-                    status.map(|s| s.to_string()).unwrap_or(text)
-                ));
-            }
-            _ => {
-                let wait = rate_limit_wait(&headers, attempt);
-                tracing::warn!(
-                    route,
-                    ?status,
-                    wait_ms = wait.as_millis() as u64,
-                    "retrying GitHub read"
-                );
-                tokio::time::sleep(wait).await;
-                attempt += 1;
+impl Client {
+    pub fn new(octo: Arc<Octocrab>, clock: Arc<Clock>) -> Client {
+        Client { octo, clock }
+    }
+
+    /// GET with the one retry layer for reads: 5xx, transport errors and rate limits
+    /// (403/429 with rate-limit headers) are retried up to 3 times.
+    pub async fn get_json<T: DeserializeOwned>(&self, route: &str) -> Result<T> {
+        self.get_page(route, "page").await.map(|(v, _)| v)
+    }
+
+    /// Every page of a list, following `Link: rel="next"` (`route` has no `page`); more than
+    /// `max_pages` is an error: the list was not read whole.
+    pub async fn get_all<T: DeserializeOwned>(
+        &self,
+        route: &str,
+        max_pages: u32,
+    ) -> Result<Vec<T>> {
+        let mut all = Vec::new();
+        let mut page = "1".to_string();
+        for _ in 0..max_pages {
+            let route = format!("{route}&page={}", url_escape(&page));
+            let (items, next): (Vec<T>, _) = self.get_page(&route, "page").await?;
+            all.extend(items);
+            match next {
+                Some(n) => page = n,
+                None => return Ok(all),
             }
         }
+        bail!("GET {route}: more than {max_pages} pages; not read to the end")
+    }
+
+    /// `get_json`, also giving `param` (`cursor`, `page`) of the next page's link.
+    pub async fn get_page<T: DeserializeOwned>(
+        &self,
+        route: &str,
+        param: &str,
+    ) -> Result<(T, Option<String>)> {
+        let mut attempt = 0;
+        loop {
+            let (status, headers, text) = match self.octo._get(route).await {
+                Ok(r) => {
+                    self.clock.observe(r.headers(), Utc::now());
+                    let status = r.status();
+                    let headers = r.headers().clone();
+                    let text = self.octo.body_to_string(r).await.unwrap_or_default();
+                    (Some(status), headers, text)
+                }
+                Err(e) => (None, http::HeaderMap::new(), error_chain(&e)),
+            };
+            let limited = matches!(
+                status,
+                Some(StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS)
+            ) && (headers.contains_key("retry-after")
+                || headers
+                    .get("x-ratelimit-remaining")
+                    .is_some_and(|v| v.as_bytes() == b"0"));
+            match status {
+                Some(s) if s.is_success() => {
+                    let value = serde_json::from_str(&text)
+                        .with_context(|| format!("GET {route}: unexpected answer from GitHub"))?;
+                    return Ok((value, next_param(&headers, param)));
+                }
+                Some(s) if s.is_client_error() && !limited => {
+                    bail!(
+                        "GET {route}: GitHub answered {s}: {}",
+                        github_message(&text)
+                    )
+                }
+                _ if attempt >= 3 => {
+                    return Err(anyhow!(
+                        "GET {route}: gave up after {} attempts: {}",
+                        attempt + 1,
+                        status.map(|s| s.to_string()).unwrap_or(text)
+                    ));
+                }
+                _ => {
+                    let github_now = Utc::now() + self.clock.offset();
+                    let wait = rate_limit_wait(&headers, attempt, github_now);
+                    tracing::warn!(
+                        route,
+                        ?status,
+                        wait_ms = wait.as_millis() as u64,
+                        "retrying GitHub read"
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// One POST, never retried; GitHub's clock is noted from its answer. Gives the status
+    /// and the body (which may be lost after the status came).
+    pub async fn post(
+        &self,
+        route: &str,
+        body: Option<&serde_json::Value>,
+    ) -> octocrab::Result<(StatusCode, octocrab::Result<String>)> {
+        let resp = self.octo._post(route, body).await?;
+        self.clock.observe(resp.headers(), Utc::now());
+        let status = resp.status();
+        Ok((status, self.octo.body_to_string(resp).await))
     }
 }
 
@@ -150,6 +208,17 @@ mod tests {
             "No ref found for: trunk/x"
         );
         assert_eq!(github_message("oops"), "oops");
+    }
+
+    #[test]
+    fn a_rate_limit_reset_is_read_on_github_s_clock() {
+        let mut h = http::HeaderMap::new();
+        h.insert("x-ratelimit-remaining", "0".parse().unwrap());
+        h.insert("x-ratelimit-reset", "1750000060".parse().unwrap());
+        let github_now = chrono::DateTime::from_timestamp(1_750_000_000, 0).unwrap();
+        assert_eq!(rate_limit_wait(&h, 0, github_now), Duration::from_secs(60));
+        h.insert("retry-after", "7".parse().unwrap());
+        assert_eq!(rate_limit_wait(&h, 0, github_now), Duration::from_secs(7));
     }
 
     #[test]

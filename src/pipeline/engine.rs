@@ -12,7 +12,7 @@ use super::restarts::Restarts;
 use crate::intake::{Delivery, Event};
 use crate::restart::{
     Command, Policy, Restart, RestartKey, Status, decide, hold_for_kill_switch, may_dispatch,
-    retry_due,
+    retry_due, seed_versions,
 };
 use crate::store::mirror::{MirrorJobRow, MirrorRunRow};
 use crate::store::recorder::Entry;
@@ -66,6 +66,7 @@ impl Engine {
             kill_switches: KillSwitches::new(
                 policy.kill_switch_label.clone(),
                 timing.kill_switch_ttl,
+                github.clone(),
             ),
             policy,
             follow_ups: FollowUps::new(activity.clone()),
@@ -96,6 +97,11 @@ impl Engine {
     pub async fn resume(&self) -> anyhow::Result<usize> {
         let loaded = self.evidence.restarts(30).await?;
         let n = loaded.len();
+        // Row versions come from the wall clock: on a clock now behind the one that wrote
+        // the ledger, they must still rise above what it holds.
+        if let Some(highest) = loaded.iter().map(|r| r.version).max() {
+            seed_versions(highest);
+        }
         // Died mid-dispatch (never answered): list the runs first and send once more only if
         // none appeared. An unknown outcome already had its one resend: look only.
         let unsettled: Vec<(String, bool)> = loaded
@@ -150,19 +156,20 @@ impl Engine {
 
     /// Decides and carries out one delivery; returns what was decided.
     pub async fn handle(&self, d: &Delivery) -> Vec<Command> {
-        let switch = match &d.event {
-            Event::WorkflowRun(e) if may_dispatch(&d.event) => {
-                let github = self.settle.github.as_ref();
-                self.kill_switches
-                    .check(github, &e.repo, e.installation_id)
-                    .await
-            }
+        // The kill switch's last known state (looked up off this path, see kill_switch.rs);
+        // on, or unknown, holds whatever restart is decided.
+        let held = match &d.event {
+            Event::WorkflowRun(e) if may_dispatch(&d.event) => self
+                .kill_switches
+                .state(&e.repo, e.installation_id)
+                .await
+                .hold_reason(),
             _ => None,
         };
         let commands = self.restarts.decide_and_claim(|ledger| {
             let commands = decide(&d.event, &d.id, ledger, &self.policy, Utc::now());
-            match &switch {
-                Some(ks) => hold_for_kill_switch(commands, &ks.to_string()),
+            match &held {
+                Some(reason) => hold_for_kill_switch(commands, reason),
                 None => commands,
             }
         });

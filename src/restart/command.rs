@@ -103,15 +103,16 @@ impl Command {
     }
 }
 
-/// While the kill switch is on, a decided dispatch becomes a recorded skip (pure).
-pub fn hold_for_kill_switch(commands: Vec<Command>, switch: &str) -> Vec<Command> {
+/// While the kill switch is on, or its state unknown, a decided dispatch becomes a recorded
+/// skip with `reason` (pure).
+pub fn hold_for_kill_switch(commands: Vec<Command>, reason: &str) -> Vec<Command> {
     commands
         .into_iter()
         .map(|c| match c {
             Command::Dispatch { restart } => Command::Skip {
                 original_run_id: restart.original_run_id,
                 key: restart.key,
-                reason: format!("kill switch on: {switch}"),
+                reason: reason.to_string(),
             },
             other => other,
         })

@@ -231,37 +231,8 @@ impl Restart {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::restart::model::{RestartKey, Timeline};
+    use crate::restart::model::fixtures::{at, dispatching};
     use crate::restart::outcome::Verdict;
-
-    fn at(secs: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_750_000_000 + secs, 0).unwrap()
-    }
-
-    fn dispatching() -> Restart {
-        Restart {
-            restart_id: "o/r/trunk/abc/1".into(),
-            key: RestartKey {
-                repo: "o/r".into(),
-                workflow: "trunk".into(),
-                head_sha: "abc".into(),
-            },
-            attempt: 1,
-            workflow_file: "trunk.yml".into(),
-            original_run_id: 7,
-            installation_id: None,
-            status: Status::Dispatching,
-            dispatch_attempts: 1,
-            restart_run_id: None,
-            run_url: String::new(),
-            dry_run: false,
-            times: Timeline::requested(at(0)),
-            outcome: None,
-            reason: String::new(),
-            delivery_id: "d".into(),
-            version: 1,
-        }
-    }
 
     fn dispatch(result: DispatchResult) -> Transition {
         Transition::Dispatch {

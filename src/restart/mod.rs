@@ -39,7 +39,8 @@ pub use decide::{decide, may_dispatch};
 pub use ledger::Ledger;
 pub use lifecycle::{Change, EventKind, MAX_DISPATCH_ATTEMPTS, Transition};
 pub use model::{
-    Restart, RestartKey, Status, Timeline, is_restart_branch, next_version, trunk_ref,
+    Restart, RestartKey, Status, Timeline, is_restart_branch, next_version, seed_versions,
+    trunk_ref,
 };
 pub use outcome::{JobState, Judgement, Verdict, failing_base_names, judge};
 pub use pacing::{MAX_FAILED_DISPATCHES, retry_due};

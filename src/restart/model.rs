@@ -116,18 +116,85 @@ pub fn is_restart_branch(head_branch: Option<&str>, head_sha: &str) -> bool {
     head_branch == Some(trunk_ref(head_sha).as_str())
 }
 
-/// Monotonic row versions that also order correctly across process restarts
-/// (seeded from the wall clock in microseconds).
-static VERSION: AtomicU64 = AtomicU64::new(0);
+/// Row versions of the ledger (`ReplacingMergeTree(version)`: the highest wins). They are
+/// the wall clock in microseconds, but never at or below one handed out before: not when
+/// the clock steps back while the process runs, and, once `seed` has been given the highest
+/// version loaded from the ledger, not when the process starts again on a clock now behind.
+/// Otherwise ClickHouse would keep an older row of a restart over its newer state.
+#[derive(Debug, Default)]
+pub struct Versions(AtomicU64);
 
+impl Versions {
+    pub const fn new() -> Versions {
+        Versions(AtomicU64::new(0))
+    }
+
+    /// The next version at `now_micros` (the wall clock): above every one before.
+    pub fn next(&self, now_micros: u64) -> u64 {
+        let mut cur = self.0.load(Ordering::Relaxed);
+        loop {
+            let next = now_micros.max(cur + 1);
+            match self
+                .0
+                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return next,
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    /// Versions handed out from now on are above `highest` (one already in the ledger).
+    pub fn seed(&self, highest: u64) {
+        self.0.fetch_max(highest, Ordering::Relaxed);
+    }
+}
+
+static VERSIONS: Versions = Versions::new();
+
+/// The next row version of this process.
 pub fn next_version() -> u64 {
-    let now = Utc::now().timestamp_micros().max(0) as u64;
-    let mut cur = VERSION.load(Ordering::Relaxed);
-    loop {
-        let next = now.max(cur + 1);
-        match VERSION.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => return next,
-            Err(seen) => cur = seen,
+    VERSIONS.next(Utc::now().timestamp_micros().max(0) as u64)
+}
+
+/// Row versions of this process stay above `highest` (the highest loaded at start-up).
+pub fn seed_versions(highest: u64) {
+    VERSIONS.seed(highest);
+}
+
+/// A restart as tests of the domain start from.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    /// `secs` after a fixed instant.
+    pub fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_750_000_000 + secs, 0).unwrap()
+    }
+
+    /// Attempt 1 of trunk on `o/r` at `abc`, requested `at(0)`, its POST in flight.
+    pub fn dispatching() -> Restart {
+        Restart {
+            restart_id: "o/r/trunk/abc/1".into(),
+            key: RestartKey {
+                repo: "o/r".into(),
+                workflow: "trunk".into(),
+                head_sha: "abc".into(),
+            },
+            attempt: 1,
+            workflow_file: "trunk.yml".into(),
+            original_run_id: 7,
+            installation_id: None,
+            status: Status::Dispatching,
+            dispatch_attempts: 1,
+            restart_run_id: None,
+            run_url: String::new(),
+            dry_run: false,
+            times: Timeline::requested(at(0)),
+            outcome: None,
+            reason: String::new(),
+            delivery_id: "d".into(),
+            version: 1,
         }
     }
 }
@@ -141,6 +208,32 @@ mod tests {
         let a = next_version();
         let b = next_version();
         assert!(b > a);
+    }
+
+    #[test]
+    fn versions_never_go_back_when_the_clock_does() {
+        let v = Versions::new();
+        assert_eq!(v.next(1_000), 1_000);
+        assert_eq!(v.next(2_000), 2_000);
+        // The clock steps back: versions keep rising.
+        assert_eq!(v.next(1), 2_001);
+        assert_eq!(v.next(500), 2_002);
+        assert_eq!(v.next(3_000), 3_000);
+    }
+
+    #[test]
+    fn versions_start_above_the_highest_loaded_from_the_ledger() {
+        // A new process on a clock now 5 minutes behind the one that wrote the ledger.
+        let written = 1_750_000_000_000_000_u64;
+        let now = written - 300_000_000;
+        let v = Versions::new();
+        v.seed(written);
+        assert_eq!(v.next(now), written + 1);
+        // A lower seed (an older restart loaded after) changes nothing.
+        v.seed(written - 10);
+        assert_eq!(v.next(now), written + 2);
+        // Once the clock passes the ledger, it leads again.
+        assert_eq!(v.next(written + 5_000), written + 5_000);
     }
 
     #[test]

@@ -90,6 +90,17 @@ pub struct GhState {
     pub rate_limited: VecDeque<(u16, Vec<(String, String)>)>,
     /// Collaborator permission by login ("admin", "write", "read", "none"), role name.
     pub permissions: HashMap<String, (String, String)>,
+    /// Logins whose permission lookup fails, with the status it answers (500, 404, ...).
+    pub failing_permissions: HashMap<String, u16>,
+    /// GitHub's clock minus the true one: its `Date` headers and the runs it creates.
+    pub clock_skew: chrono::Duration,
+}
+
+impl GhState {
+    /// Now, on GitHub's clock.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + self.clock_skew
+    }
 }
 
 #[derive(Clone)]
@@ -171,7 +182,17 @@ fn check_token(st: &GhState, headers: &HeaderMap, repo: &str) -> Result<String, 
     }
 }
 
+/// Every answer carries GitHub's `Date` header, on the fake's clock (see `set_clock_skew`).
 async fn log_requests(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    let mut resp = answer(&st, req, next).await;
+    let now = st.lock().unwrap().now();
+    let date = now.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    resp.headers_mut()
+        .insert(axum::http::header::DATE, date.parse().unwrap());
+    resp
+}
+
+async fn answer(st: &Shared, req: Request, next: Next) -> Response {
     let path = req
         .uri()
         .path_and_query()
@@ -268,7 +289,7 @@ fn create_run(s: &mut GhState, repo: &str, workflow: &str, git_ref: &str) -> u64
         event: "workflow_dispatch".into(),
         status: "queued".into(),
         conclusion: None,
-        created_at: chrono::Utc::now(),
+        created_at: s.now(),
     });
     id
 }
@@ -533,24 +554,70 @@ async fn list_issues(
         .map(|l| l.split(',').collect())
         .unwrap_or_default();
     let open_only = q.get("state").is_none_or(|x| x == "open");
-    let mut out: Vec<Value> = s
+    let mut open: Vec<(&u64, &FakeIssue)> = s
         .issues
         .iter()
         .filter(|(_, (open, labels, _))| {
             (!open_only || *open) && want.iter().all(|w| labels.iter().any(|l| l == w))
         })
+        .collect();
+    // GitHub's default order: newest first (`sort=created&direction=desc`).
+    open.sort_by_key(|(n, _)| std::cmp::Reverse(**n));
+    let out: Vec<Value> = open
+        .into_iter()
         .map(|(n, (open, labels, _))| {
             json!({"number": n, "state": if *open {"open"} else {"closed"},
                    "labels": labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>()})
         })
         .collect();
-    out.sort_by_key(|v| v["number"].as_u64());
-    Json(out).into_response()
+    paginated(out, &format!("/repos/{o}/{r}/issues"), &q)
+}
+
+/// One page of `all` as GitHub answers a list: `per_page` (default 30, at most 100) from
+/// `page` (default 1), with a `Link` header whose `rel="next"` names the next page.
+fn paginated(all: Vec<Value>, path: &str, q: &HashMap<String, String>) -> Response {
+    let per_page: usize = q
+        .get("per_page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(30)
+        .clamp(1, 100);
+    let page: usize = q
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let items: Vec<Value> = all
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .cloned()
+        .collect();
+    let mut resp = Json(items).into_response();
+    let pages = all.len().div_ceil(per_page).max(1);
+    if page < pages {
+        let mut query: Vec<(String, String)> = q
+            .iter()
+            .filter(|(k, _)| *k != "page")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        query.sort();
+        let link = |n: usize, rel: &str| {
+            let mut u = url::Url::parse(&format!("https://api.github.com{path}")).unwrap();
+            u.query_pairs_mut()
+                .extend_pairs(&query)
+                .append_pair("page", &n.to_string());
+            format!("<{u}>; rel=\"{rel}\"")
+        };
+        let header = format!("{}, {}", link(page + 1, "next"), link(pages, "last"));
+        resp.headers_mut().insert("link", header.parse().unwrap());
+    }
+    resp
 }
 
 async fn issue_events(
     State(st): State<Shared>,
     Path((o, r, n)): Path<(String, String, u64)>,
+    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     let s = st.lock().unwrap();
@@ -558,13 +625,14 @@ async fn issue_events(
         return resp;
     }
     match s.issues.get(&n) {
-        Some((_, _, events)) => Json(
+        Some((_, _, events)) => paginated(
             events
                 .iter()
                 .map(|(e, l, a)| json!({"event": e, "label": {"name": l}, "actor": {"login": a}}))
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
+                .collect(),
+            &format!("/repos/{o}/{r}/issues/{n}/events"),
+            &q,
+        ),
         None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
     }
 }
@@ -577,6 +645,15 @@ async fn permission(
     let s = st.lock().unwrap();
     if let Err(resp) = check_token(&s, &headers, &format!("{o}/{r}")) {
         return resp;
+    }
+    if let Some(code) = s.failing_permissions.get(&user) {
+        let status = StatusCode::from_u16(*code).unwrap();
+        let message = if status == StatusCode::NOT_FOUND {
+            "Not Found"
+        } else {
+            "Server Error"
+        };
+        return gh_error(status, message);
     }
     let (p, role) = s
         .permissions
@@ -607,6 +684,20 @@ impl FakeGitHub {
         );
         s.permissions
             .insert(by.into(), (permission.into(), role.into()));
+    }
+
+    /// `login`'s permission lookup answers `status` (500: GitHub failing, 404: ...) from now on.
+    pub fn fail_permission(&self, login: &str, status: u16) {
+        let mut s = self.state.lock().unwrap();
+        s.failing_permissions.insert(login.into(), status);
+    }
+
+    /// GitHub's clock runs `skew` from the true one (negative: behind) from now on: its
+    /// `Date` headers and the runs it creates say so. The App's clock, being the true one,
+    /// is then `-skew` off GitHub's. App JWTs are still checked on the true clock: GitHub
+    /// refuses a JWT issued in its future, a hazard of its own not modelled here.
+    pub fn set_clock_skew(&self, skew: chrono::Duration) {
+        self.state.lock().unwrap().clock_skew = skew;
     }
 
     /// A run that exists on GitHub (whether or not a webhook told the App about it).
@@ -659,6 +750,8 @@ impl FakeGitHub {
             )],
             issues: HashMap::new(),
             permissions: HashMap::new(),
+            failing_permissions: HashMap::new(),
+            clock_skew: chrono::Duration::zero(),
             hook_deliveries: vec![],
             redeliveries: vec![],
             rate_limited: VecDeque::new(),
@@ -783,7 +876,11 @@ impl FakeGitHub {
         let mut s = self.state.lock().unwrap();
         let id = s.next_run_id;
         s.next_run_id += 1;
-        s.runs.push(FakeRun::push(id, sha));
+        let created_at = s.now();
+        s.runs.push(FakeRun {
+            created_at,
+            ..FakeRun::push(id, sha)
+        });
         id
     }
 

@@ -33,6 +33,10 @@ impl Actions for GitHub {
     ) -> Result<Option<KillSwitch>> {
         GitHub::kill_switch(self, repo, label, installation).await
     }
+
+    fn clock_offset(&self) -> chrono::Duration {
+        GitHub::clock_offset(self)
+    }
 }
 
 /// No GitHub credentials (`RESTART_ACTION=log` without them, in-process replay): nothing is

@@ -43,13 +43,18 @@ pub trait Actions: Send + Sync {
     async fn dispatched_runs(&self, r: &Restart) -> Result<Vec<Run>>;
     /// Every job of a run's latest attempt (a run of the restart's repository).
     async fn run_jobs(&self, r: &Restart, run_id: u64) -> Result<Vec<Job>>;
-    /// The kill switch of a repository, if one is on.
+    /// The kill switch of a repository, if one is on. An error: its state is unknown.
     async fn kill_switch(
         &self,
         repo: &str,
         label: &str,
         installation: Option<u64>,
     ) -> Result<Option<KillSwitch>>;
+    /// GitHub's time minus ours (from its answers' `Date` headers): corrects comparisons of
+    /// our times with GitHub's.
+    fn clock_offset(&self) -> chrono::Duration {
+        chrono::Duration::zero()
+    }
 }
 
 /// The dispatch a restart stands for.

@@ -1,8 +1,8 @@
 //! Settling a dispatch whose outcome is unknown (5xx, timeout, a crash mid-POST): list the
 //! workflow's dispatched runs on `trunk/<sha>` first; adopt the run that appeared since the
-//! restart was requested; only if there is none, send the POST once more, and look again if
-//! that too is unknown. Never more than `MAX_DISPATCH_ATTEMPTS` POSTs, never a resend
-//! without a successful lookup.
+//! restart was requested (compared on GitHub's clock); only if there is none, send the POST
+//! once more, and look again if that too is unknown. Never more than `MAX_DISPATCH_ATTEMPTS`
+//! POSTs, never a resend without a successful lookup.
 
 use crate::github::DispatchResult;
 use crate::pipeline::effects::Actions;
@@ -59,7 +59,8 @@ impl Settle {
             }
         };
         let taken = self.restarts.taken_runs(&r.key);
-        let Some(run) = adoptable(&r, &runs, &taken) else {
+        let offset = self.github.clock_offset();
+        let Some(run) = adoptable(&r, &runs, &taken, offset) else {
             return Some(r);
         };
         let result = DispatchResult::Created {
