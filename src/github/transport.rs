@@ -2,7 +2,7 @@
 //! retries by itself; `get_page` is the one retry layer, for reads only (5xx, transport
 //! errors, rate limits). No POST is ever retried here.
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use http::StatusCode;
 use octocrab::Octocrab;
 use serde::de::DeserializeOwned;
@@ -49,6 +49,29 @@ fn rate_limit_wait(headers: &http::HeaderMap, attempt: u32) -> Duration {
         return Duration::from_secs(wait.clamp(1, 120) as u64);
     }
     Duration::from_millis(500 * 2u64.pow(attempt))
+}
+
+/// A read GitHub refused with a 4xx (not a rate limit): it is not retried.
+#[derive(Debug, thiserror::Error)]
+#[error("GET {route}: GitHub answered {status}: {message}")]
+pub(super) struct Refused {
+    route: String,
+    pub status: StatusCode,
+    message: String,
+}
+
+/// `get_json`, with GitHub's 404 as `None` (a ref or an installation that may not exist).
+pub(super) async fn get_optional<T: DeserializeOwned>(
+    client: &Octocrab,
+    route: &str,
+) -> Result<Option<T>> {
+    match get_json(client, route).await {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.downcast_ref::<Refused>().map(|r| r.status) == Some(StatusCode::NOT_FOUND) => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// GET with the one retry layer for reads: 5xx, transport errors and rate limits
@@ -102,10 +125,12 @@ pub(super) async fn get_page<T: DeserializeOwned>(
                 return Ok((value, next_cursor(&headers)));
             }
             Some(s) if s.is_client_error() && !limited => {
-                bail!(
-                    "GET {route}: GitHub answered {s}: {}",
-                    github_message(&text)
-                )
+                return Err(Refused {
+                    route: route.to_string(),
+                    status: s,
+                    message: github_message(&text),
+                }
+                .into());
             }
             _ if attempt >= 3 => {
                 return Err(anyhow!(
