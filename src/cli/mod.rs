@@ -1,6 +1,9 @@
-//! The command line: `serve`, `migrate`, `restart`, `check`, `replay`.
+//! The command line: `serve`, `migrate`, `restart`, `check`, `replay`, `doctor`,
+//! `healthcheck`.
 
 mod check;
+mod doctor;
+mod healthcheck;
 mod replay;
 mod restart;
 mod serve;
@@ -11,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -93,6 +97,28 @@ enum Cmd {
         webhook_secret: Option<String>,
         #[command(flatten)]
         policy: PolicyArgs,
+    },
+    /// Check the configuration end to end (App key and id, installations and permissions,
+    /// the trunk/<sha> tags, ClickHouse and the schema): one line per check, a fix for each
+    /// failure. Exit 1 when a check failed.
+    Doctor {
+        #[command(flatten)]
+        github: GitHubArgs,
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+        webhook_secret: Option<String>,
+    },
+    /// GET /healthz of the App listening on LISTEN_ADDR (0.0.0.0 is asked on 127.0.0.1);
+    /// exit 0 when it answers 2xx, 1 otherwise. The container's HEALTHCHECK.
+    Healthcheck {
+        #[arg(long = "listen", env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+        listen_addr: String,
+        /// Longest wait for the answer, seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
     },
 }
 
@@ -199,6 +225,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             webhook_secret,
             policy,
         } => replay::run(payloads, url, event, webhook_secret, policy).await,
+        Cmd::Doctor {
+            github,
+            clickhouse,
+            policy,
+            webhook_secret,
+        } => doctor::run(github, clickhouse, policy, webhook_secret).await,
+        Cmd::Healthcheck {
+            listen_addr,
+            timeout_secs,
+        } => healthcheck::run(listen_addr, Duration::from_secs(timeout_secs.max(1))).await,
     }
 }
 

@@ -16,6 +16,10 @@ pub async fn run(
     clickhouse: ClickHouseArgs,
     policy: PolicyArgs,
 ) -> Result<ExitCode> {
+    if let Some(setup) = serve.setup_mode(&github)? {
+        server::setup::run(setup).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let serve = serve.validate()?;
     let gh = github.validate()?;
     let ch = clickhouse.validate()?;

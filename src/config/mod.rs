@@ -2,6 +2,8 @@
 //! start-up into typed values. A bad value stops start-up with one line that names the
 //! variable and what is wrong with it. Secrets are `SecretString` and are never logged.
 
+mod setup;
+
 use crate::github::{GitHubAuth, GitHubConfig};
 use crate::restart::{Policy, RestartAction};
 use crate::store::{ClickHouseConfig, Tables};
@@ -170,6 +172,13 @@ pub struct ServeArgs {
     /// Directory of the delivery log (deliveries are on disk here before they are answered).
     #[arg(long, env = "SPOOL_DIR", default_value = "autorevert-spool")]
     pub spool_dir: PathBuf,
+    /// This server's address as GitHub reaches it, e.g. https://autorevert.example.org
+    /// (setup mode: the manifest's homepage, webhook and callback URLs).
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Setup mode: the file the registered App's id, private key and webhook secret go to.
+    #[arg(long, env = "SETUP_CREDENTIALS_FILE")]
+    pub setup_credentials_file: Option<PathBuf>,
 }
 
 impl GitHubArgs {
@@ -353,13 +362,17 @@ pub struct ServeConfig {
 }
 
 impl ServeArgs {
-    pub fn validate(&self) -> Result<ServeConfig> {
-        let listen: SocketAddr = self.listen_addr.parse().map_err(|_| {
+    fn listen(&self) -> Result<SocketAddr> {
+        self.listen_addr.parse().map_err(|_| {
             anyhow::anyhow!(
                 "LISTEN_ADDR {:?} is not an address like 127.0.0.1:8080",
                 self.listen_addr
             )
-        })?;
+        })
+    }
+
+    pub fn validate(&self) -> Result<ServeConfig> {
+        let listen = self.listen()?;
         let secrets = parse_secrets(self.webhook_secret.as_deref())?;
         if self.queue_capacity == 0 || self.workers == 0 {
             bail!("QUEUE_CAPACITY and WORKERS must be at least 1");

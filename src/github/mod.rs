@@ -1,7 +1,8 @@
 //! GitHub: the client (App JWT -> installation tokens, one client per installation) and
 //! what the App asks of the REST API: `dispatch` (the dispatch protocol), `actions` (runs,
 //! jobs, workflows), `kill_switch`, `hooks` (the App's webhook deliveries), over
-//! `transport` (GET with the one retry layer for reads).
+//! `transport` (GET with the one retry layer for reads), and `app_info` (the App, its
+//! installations and the manifest flow's code exchange, for `doctor` and the setup pages).
 //!
 //! octocrab is built without its `retry` feature, so nothing below retries a request by
 //! itself. Two kinds of resend exist, both safe by construction:
@@ -16,6 +17,7 @@
 //! as such, and the caller lists the runs on `trunk/{sha}` before sending anything again.
 
 pub mod actions;
+pub mod app_info;
 pub mod clock;
 pub mod dispatch;
 pub mod hooks;

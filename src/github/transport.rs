@@ -59,6 +59,15 @@ fn rate_limit_wait(
     Duration::from_millis(500 * 2u64.pow(attempt))
 }
 
+/// A read GitHub refused with a 4xx (not a rate limit): it is not retried.
+#[derive(Debug, thiserror::Error)]
+#[error("GET {route}: GitHub answered {status}: {message}")]
+pub(super) struct Refused {
+    route: String,
+    pub status: StatusCode,
+    message: String,
+}
+
 /// An octocrab client (the App's own, or an installation's) that notes GitHub's clock from
 /// every answer's `Date` header.
 #[derive(Clone)]
@@ -90,6 +99,19 @@ impl Client {
     /// (403/429 with rate-limit headers) are retried up to 3 times.
     pub async fn get_json<T: DeserializeOwned>(&self, route: &str) -> Result<T> {
         self.get_page(route, "page").await.map(|(v, _)| v)
+    }
+
+    /// `get_json`, with GitHub's 404 as `None` (a ref or an installation that may not exist).
+    pub async fn get_optional<T: DeserializeOwned>(&self, route: &str) -> Result<Option<T>> {
+        match self.get_json(route).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e)
+                if e.downcast_ref::<Refused>().map(|r| r.status) == Some(StatusCode::NOT_FOUND) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Every page of a list, following `Link: rel="next"` (`route` has no `page`); more than
@@ -145,10 +167,12 @@ impl Client {
                     return Ok((value, next_param(&headers, param)));
                 }
                 Some(s) if s.is_client_error() && !limited => {
-                    bail!(
-                        "GET {route}: GitHub answered {s}: {}",
-                        github_message(&text)
-                    )
+                    return Err(Refused {
+                        route: route.to_string(),
+                        status: s,
+                        message: github_message(&text),
+                    }
+                    .into());
                 }
                 _ if attempt >= 3 => {
                     return Err(anyhow!(

@@ -1,8 +1,10 @@
 //! The App as `serve` runs it: its parts assembled (`assemble`), its routes (`routes`),
-//! and serving until SIGTERM with a graceful drain.
+//! and serving until SIGTERM with a graceful drain. `setup` is what `serve` runs instead before
+//! the App has credentials (GitHub's App-manifest flow).
 
 pub mod metrics;
 pub mod routes;
+pub mod setup;
 pub mod startup;
 
 use crate::background::heartbeat::{self, Heartbeat};

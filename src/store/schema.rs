@@ -79,6 +79,12 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+impl Migration {
+    fn label(&self) -> String {
+        format!("{:03} {}", self.version, self.name)
+    }
+}
+
 fn app_tables_v1(t: &Tables) -> Vec<String> {
     let db = &t.database;
     vec![
@@ -214,13 +220,7 @@ impl Store {
             ) ENGINE = MergeTree ORDER BY version"
         ))
         .await?;
-        let applied: Vec<u32> = self
-            .client
-            .query(&format!("SELECT version FROM {db}.schema_migrations"))
-            .fetch_all()
-            .within(self)
-            .await
-            .context("reading schema_migrations")?;
+        let applied = self.applied_versions().await?;
         let mut done = Vec::new();
         for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
             for sql in (m.statements)(&self.tables) {
@@ -231,7 +231,7 @@ impl Store {
                 m.version, m.name
             ))
             .await?;
-            done.push(format!("{:03} {}", m.version, m.name));
+            done.push(m.label());
         }
         if self.mirror {
             for sql in mirror_tables(&self.tables) {
@@ -239,5 +239,40 @@ impl Store {
             }
         }
         Ok(done)
+    }
+
+    async fn applied_versions(&self) -> Result<Vec<u32>> {
+        self.client
+            .query(&format!(
+                "SELECT version FROM {}.schema_migrations",
+                self.tables.database
+            ))
+            .fetch_all()
+            .within(self)
+            .await
+            .context("reading schema_migrations")
+    }
+
+    /// The schema steps this database lacks ("001 name", in order): all of them when the
+    /// database or its `schema_migrations` table does not exist yet. Reads only; `migrate`
+    /// applies them.
+    pub async fn missing_migrations(&self) -> Result<Vec<String>> {
+        let found: u64 = self
+            .client
+            .query("SELECT count() FROM system.tables WHERE database = ? AND name = 'schema_migrations'")
+            .bind(&self.tables.database)
+            .fetch_one()
+            .within(self)
+            .await
+            .context("looking for schema_migrations")?;
+        let applied = match found {
+            0 => Vec::new(),
+            _ => self.applied_versions().await?,
+        };
+        Ok(MIGRATIONS
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(Migration::label)
+            .collect())
     }
 }

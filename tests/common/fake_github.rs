@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -94,6 +94,19 @@ pub struct GhState {
     pub failing_permissions: HashMap<String, u16>,
     /// GitHub's clock minus the true one: its `Date` headers and the runs it creates.
     pub clock_skew: chrono::Duration,
+    /// The App as `GET /app` shows it: (name, slug).
+    pub app: (String, String),
+    /// An installation's permissions when they are not all the App asks for.
+    pub installation_permissions: HashMap<u64, Value>,
+    /// Manifests posted to the new-App page, by the code GitHub handed back; `None` once
+    /// the code was exchanged.
+    pub manifests: HashMap<String, Option<Value>>,
+    /// Commits on each repository's main branch, newest first.
+    pub commits: HashMap<String, Vec<String>>,
+    /// Tags, as (repository, name such as `trunk/<sha>`).
+    pub tags: HashSet<(String, String)>,
+    /// The webhook secret GitHub generates for the next App made from a manifest.
+    pub generated_secret: String,
 }
 
 impl GhState {
@@ -155,7 +168,14 @@ fn check_jwt(st: &GhState, headers: &HeaderMap) -> Result<(), Response> {
     let c = data.claims;
     let now = chrono::Utc::now().timestamp();
     let iss_ok = c.iss == json!(APP_ID) || c.iss == json!(APP_ID.to_string());
-    if !iss_ok || c.iat > now + 5 || c.exp - c.iat > 660 || c.exp <= now {
+    if !iss_ok {
+        // GitHub checks the signature against the keys of the App `iss` names.
+        return Err(gh_error(
+            StatusCode::UNAUTHORIZED,
+            "A JSON web token could not be decoded",
+        ));
+    }
+    if c.iat > now + 5 || c.exp - c.iat > 660 || c.exp <= now {
         return Err(gh_error(
             StatusCode::UNAUTHORIZED,
             "'Expiration time' claim ('exp') is too far in the future",
@@ -268,7 +288,7 @@ async fn repo_installation(
         .iter()
         .find(|(_, repos)| repos.contains(&repo))
     {
-        Some((id, _)) => Json(json!({"id": id, "app_id": APP_ID})).into_response(),
+        Some((id, _)) => Json(installation_json(&s, *id)).into_response(),
         None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
     }
 }
@@ -663,6 +683,231 @@ async fn permission(
     Json(json!({"permission": p, "role_name": role, "user": {"login": user}})).into_response()
 }
 
+// ---- the App itself, its installations, the manifest flow, commits and tags ----
+
+/// The permissions the App asks for (app-manifest.yml), as an installation grants them.
+fn all_permissions() -> Value {
+    json!({"actions": "write", "contents": "read", "issues": "read", "metadata": "read"})
+}
+
+fn installation_json(s: &GhState, id: u64) -> Value {
+    let repos = s.installations.get(&id).cloned().unwrap_or_default();
+    let account = repos
+        .first()
+        .and_then(|r| r.split('/').next())
+        .unwrap_or("octocat")
+        .to_string();
+    let permissions = s
+        .installation_permissions
+        .get(&id)
+        .cloned()
+        .unwrap_or_else(all_permissions);
+    json!({
+        "id": id, "app_id": APP_ID, "app_slug": s.app.1, "target_id": 21003710,
+        "target_type": "Organization", "repository_selection": "selected",
+        "account": {"login": account, "id": 21003710, "type": "Organization"},
+        "access_tokens_url": format!("https://api.github.com/app/installations/{id}/access_tokens"),
+        "repositories_url": "https://api.github.com/installation/repositories",
+        "html_url": format!("https://github.com/organizations/{account}/settings/installations/{id}"),
+        "permissions": permissions, "events": ["workflow_job", "workflow_run"],
+        "created_at": "2026-01-05T10:00:00Z", "updated_at": "2026-01-05T10:00:00Z",
+        "single_file_name": null, "suspended_at": null, "suspended_by": null,
+    })
+}
+
+/// An App object as `GET /app` and the manifest conversion show it.
+fn app_json(name: &str, slug: &str, owner: &str, installations: usize) -> Value {
+    json!({
+        "id": APP_ID, "slug": slug, "node_id": "A_kwDOBQYHCM4AAAtest", "client_id": "Iv23liTestClient",
+        "owner": {"login": owner, "id": 21003710, "type": "Organization"},
+        "name": name, "description": "Restarts failed trunk workflow runs",
+        "external_url": "https://example.invalid/autorevert",
+        "html_url": format!("https://github.com/apps/{slug}"),
+        "created_at": "2026-01-05T10:00:00Z", "updated_at": "2026-01-05T10:00:00Z",
+        "permissions": all_permissions(), "events": ["workflow_job", "workflow_run"],
+        "installations_count": installations,
+    })
+}
+
+async fn get_app(State(st): State<Shared>, headers: HeaderMap) -> Response {
+    let s = st.lock().unwrap();
+    if let Err(r) = check_jwt(&s, &headers) {
+        return r;
+    }
+    Json(app_json(
+        &s.app.0,
+        &s.app.1,
+        "pytorch",
+        s.installations.len(),
+    ))
+    .into_response()
+}
+
+async fn list_installations(State(st): State<Shared>, headers: HeaderMap) -> Response {
+    let s = st.lock().unwrap();
+    if let Err(r) = check_jwt(&s, &headers) {
+        return r;
+    }
+    let mut ids: Vec<u64> = s.installations.keys().copied().collect();
+    ids.sort();
+    let list: Vec<Value> = ids.iter().map(|id| installation_json(&s, *id)).collect();
+    Json(list).into_response()
+}
+
+/// GitHub's new-App page receiving the manifest form: GitHub registers the App (here: keeps
+/// the manifest under a new code) and sends the browser to `redirect_url?code=…&state=…`.
+fn new_app(st: &Shared, owner: &str, query: &HashMap<String, String>, body: &[u8]) -> Response {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
+    let Some(manifest) = form
+        .get("manifest")
+        .and_then(|m| serde_json::from_str::<Value>(m).ok())
+    else {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid GitHub App configuration",
+        )
+            .into_response();
+    };
+    let Some(redirect) = manifest["redirect_url"].as_str().map(str::to_string) else {
+        return (StatusCode::UNPROCESSABLE_ENTITY, "redirect_url is required").into_response();
+    };
+    let code = uuid::Uuid::new_v4().simple().to_string(); // GitHub's codes are hex too
+    let mut m = manifest;
+    m["owner"] = json!(owner);
+    st.lock().unwrap().manifests.insert(code.clone(), Some(m));
+    let state = url::form_urlencoded::byte_serialize(
+        query.get("state").map(String::as_bytes).unwrap_or_default(),
+    )
+    .collect::<String>();
+    let location = format!("{redirect}?code={code}&state={state}");
+    (StatusCode::FOUND, [("location", location)]).into_response()
+}
+
+async fn new_app_form(
+    State(st): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    body: axum::body::Bytes,
+) -> Response {
+    new_app(&st, "octocat", &q, &body)
+}
+
+async fn new_org_app_form(
+    State(st): State<Shared>,
+    Path(org): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    body: axum::body::Bytes,
+) -> Response {
+    new_app(&st, &org, &q, &body)
+}
+
+/// `POST /app-manifests/{code}/conversions`: once per code, no authentication; 201 with the
+/// App, its private key (the test key, so the fake accepts its JWTs) and webhook secret.
+async fn conversions(State(st): State<Shared>, Path(code): Path<String>) -> Response {
+    let mut s = st.lock().unwrap();
+    let Some(manifest) = s.manifests.get_mut(&code).and_then(Option::take) else {
+        return gh_error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let name = manifest["name"].as_str().unwrap_or("app").to_string();
+    let mut app = app_json(
+        &name,
+        &name,
+        manifest["owner"].as_str().unwrap_or("octocat"),
+        0,
+    );
+    s.app = (name.clone(), name);
+    let pem = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/keys/test-app.private-key.pem"
+    ))
+    .unwrap();
+    app["client_secret"] = json!("1f2e3d4c5b6a79880796a5b4c3d2e1f0testtest");
+    app["webhook_secret"] = json!(s.generated_secret);
+    app["pem"] = json!(pem);
+    (StatusCode::CREATED, Json(app)).into_response()
+}
+
+async fn list_commits(
+    State(st): State<Shared>,
+    Path((o, r)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let repo = format!("{o}/{r}");
+    let s = st.lock().unwrap();
+    if let Err(resp) = check_token(&s, &headers, &repo) {
+        return resp;
+    }
+    let per_page: usize = q.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(30);
+    let list: Vec<Value> = s
+        .commits
+        .get(&repo)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .take(per_page)
+        .map(|sha| {
+            json!({"sha": sha, "node_id": "C_test",
+                   "commit": {"message": "a commit", "author": {"name": "dev", "date": "2026-01-05T10:00:00Z"}},
+                   "url": format!("https://api.github.com/repos/{repo}/commits/{sha}"),
+                   "html_url": format!("https://github.com/{repo}/commit/{sha}")})
+        })
+        .collect();
+    Json(list).into_response()
+}
+
+async fn git_ref(
+    State(st): State<Shared>,
+    Path((o, r, git_ref)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let repo = format!("{o}/{r}");
+    let s = st.lock().unwrap();
+    if let Err(resp) = check_token(&s, &headers, &repo) {
+        return resp;
+    }
+    let tag = git_ref
+        .strip_prefix("tags/")
+        .unwrap_or_default()
+        .to_string();
+    if !s.tags.contains(&(repo.clone(), tag.clone())) {
+        return gh_error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    let sha = tag.rsplit('/').next().unwrap_or_default();
+    Json(json!({
+        "ref": format!("refs/tags/{tag}"), "node_id": "REF_test",
+        "url": format!("https://api.github.com/repos/{repo}/git/refs/tags/{tag}"),
+        "object": {"sha": sha, "type": "commit",
+                   "url": format!("https://api.github.com/repos/{repo}/git/commits/{sha}")},
+    }))
+    .into_response()
+}
+
+impl FakeGitHub {
+    /// A commit lands on the repository's main branch (the newest), with its `trunk/<sha>`
+    /// tag when `tagged`.
+    pub fn push_commit(&self, repo: &str, sha: &str, tagged: bool) {
+        let mut s = self.state.lock().unwrap();
+        s.commits
+            .entry(repo.into())
+            .or_default()
+            .insert(0, sha.into());
+        if tagged {
+            s.tags.insert((repo.into(), format!("trunk/{sha}")));
+        }
+    }
+
+    /// The installation grants these permissions instead of all the App asks for.
+    pub fn set_installation_permissions(&self, installation: u64, permissions: Value) {
+        let mut s = self.state.lock().unwrap();
+        s.installation_permissions.insert(installation, permissions);
+    }
+
+    /// The webhook secret GitHub generated for the App made from a manifest.
+    pub fn generated_secret(&self) -> String {
+        self.state.lock().unwrap().generated_secret.clone()
+    }
+}
+
 impl FakeGitHub {
     /// An open issue carrying `label`, applied by `by`, who has `permission` (role name).
     pub fn open_kill_switch(
@@ -755,6 +1000,15 @@ impl FakeGitHub {
             hook_deliveries: vec![],
             redeliveries: vec![],
             rate_limited: VecDeque::new(),
+            app: (
+                "pytorch-autorevert-restarter".into(),
+                "pytorch-autorevert-restarter".into(),
+            ),
+            installation_permissions: HashMap::new(),
+            manifests: HashMap::new(),
+            commits: HashMap::new(),
+            tags: HashSet::new(),
+            generated_secret: format!("whsec{}", uuid::Uuid::new_v4().simple()),
         }));
         let app = Router::new()
             .route("/app/installations/{id}/access_tokens", post(access_tokens))
@@ -776,6 +1030,16 @@ impl FakeGitHub {
                 "/repos/{o}/{r}/collaborators/{user}/permission",
                 get(permission),
             )
+            .route("/app", get(get_app))
+            .route("/app/installations", get(list_installations))
+            .route("/settings/apps/new", post(new_app_form))
+            .route(
+                "/organizations/{org}/settings/apps/new",
+                post(new_org_app_form),
+            )
+            .route("/app-manifests/{code}/conversions", post(conversions))
+            .route("/repos/{o}/{r}/commits", get(list_commits))
+            .route("/repos/{o}/{r}/git/ref/{*git_ref}", get(git_ref))
             .fallback(|| async { gh_error(StatusCode::NOT_FOUND, "Not Found") })
             .layer(middleware::from_fn_with_state(state.clone(), log_requests))
             .with_state(state.clone());
