@@ -18,13 +18,22 @@ pub struct Binary {
 
 impl Binary {
     pub fn new(store: &autorevert::store::Store, github: &fake_github::FakeGitHub) -> Binary {
+        Binary::with_spool(store, github, temp_dir())
+    }
+
+    /// With its delivery log in `spool` (a directory of the test's choosing).
+    pub fn with_spool(
+        store: &autorevert::store::Store,
+        github: &fake_github::FakeGitHub,
+        spool: std::path::PathBuf,
+    ) -> Binary {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
         Binary {
             port,
-            spool: temp_dir(),
+            spool,
             store: store.clone(),
             github_url: github.url.clone(),
             env: Vec::new(),

@@ -1,11 +1,11 @@
 //! The log's files: segments and reading them back, spare segments, the acks file, and
 //! records set aside.
 
-use super::format::{Logged, decode, split};
-use super::{MAGIC, ZERO_SYNC_BYTES, ZEROS};
+use super::{ZERO_SYNC_BYTES, ZEROS};
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Copies records this build cannot decode to `unreadable/<seq>.bin` (synced), so an
@@ -34,17 +34,26 @@ pub(super) fn set_aside(dir: &Path, records: &[(u64, Vec<u8>, String)]) -> io::R
 /// that asked for it; renamed to a segment when taken.
 pub(super) fn prepare_spare(dir: &Path, asked_at: u64, bytes: u64) -> io::Result<PathBuf> {
     let path = dir.join(format!("spare-{asked_at:020}.tmp"));
-    let file = File::create(&path)?;
+    let filled = zero_fill(&path, bytes);
+    if filled.is_err() {
+        // A half-made spare would hold disk space (a full disk's) for nothing.
+        let _ = fs::remove_file(&path);
+    }
+    filled.map(|()| path)
+}
+
+fn zero_fill(path: &Path, bytes: u64) -> io::Result<()> {
+    let file = File::create(path)?;
     let mut done = 0u64;
     while done < bytes {
         let n = (bytes - done).min(ZEROS.len() as u64);
-        std::os::unix::fs::FileExt::write_all_at(&file, &ZEROS[..n as usize], done)?;
+        file.write_all_at(&ZEROS[..n as usize], done)?;
         done += n;
         if done.is_multiple_of(ZERO_SYNC_BYTES) || done == bytes {
             file.sync_data()?;
         }
     }
-    Ok(path)
+    Ok(())
 }
 
 /// Spares left by an earlier run (never part of the log).
@@ -76,68 +85,30 @@ pub(super) fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Reads every whole, intact record; cuts a torn tail off the file.
-pub(super) fn read_segment(path: &Path) -> io::Result<Vec<Logged>> {
-    let mut data = Vec::new();
-    File::open(path)?.read_to_end(&mut data)?;
-    let mut out = Vec::new();
-    // A crash while the magic itself was being written leaves a prefix of it.
-    let first_format = !data.starts_with(MAGIC) && !MAGIC.starts_with(&data);
-    let mut at = if first_format {
-        0
-    } else {
-        MAGIC.len().min(data.len())
-    };
-    while at + 8 <= data.len() {
-        let len = u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(data[at + 4..at + 8].try_into().expect("4 bytes"));
-        let Some(payload) = data.get(at + 8..at + 8 + len) else {
-            break;
-        };
-        if crc32fast::hash(payload) != crc {
-            break;
-        }
-        let Some(fields) = split(payload, first_format) else {
-            break;
-        };
-        out.push(match decode(&fields) {
-            Ok(d) => Logged::Readable(Box::new(d)),
-            Err(why) => Logged::Unreadable {
-                seq: fields.seq,
-                payload: payload.to_vec(),
-                why,
-            },
-        });
-        at += 8 + len;
-    }
-    if at < data.len() {
-        // Zeros only (a zero length never frames a record): the unused end of a spare
-        // segment, trimmed to give the space back (no segment is written again after a
-        // start). Anything else is a torn record.
-        if data[at..].iter().any(|b| *b != 0) {
-            tracing::warn!(path = %path.display(), kept = at, dropped = data.len() - at, "cutting a torn record off the delivery log");
-        }
-        OpenOptions::new()
-            .write(true)
-            .open(path)?
-            .set_len(at as u64)?;
-    }
-    Ok(out)
-}
-
-pub(super) fn read_acks(path: &Path) -> io::Result<BTreeSet<u64>> {
-    let mut data = Vec::new();
-    match File::open(path) {
-        Ok(mut f) => {
-            f.read_to_end(&mut data)?;
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+/// The acknowledged sequence numbers from `from` on (older ones refer to segments long
+/// gone), read streaming; and the highest one of all, if any.
+pub(super) fn read_acks(path: &Path, from: u64) -> io::Result<(BTreeSet<u64>, Option<u64>)> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((BTreeSet::new(), None)),
         Err(e) => return Err(e),
+    };
+    let mut r = BufReader::new(file);
+    let (mut acked, mut highest) = (BTreeSet::new(), None);
+    let mut n = [0u8; 8];
+    loop {
+        match r.read_exact(&mut n) {
+            Ok(()) => {}
+            // The end, or a torn last number (a crash mid-write): not an ack.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok((acked, highest)),
+            Err(e) => return Err(e),
+        }
+        let seq = u64::from_le_bytes(n);
+        highest = highest.max(Some(seq));
+        if seq >= from {
+            acked.insert(seq);
+        }
     }
-    Ok(data
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-        .collect())
 }
 
 pub(super) fn rewrite_acks(path: &Path, acks: &[u64]) -> io::Result<()> {
@@ -151,4 +122,53 @@ pub(super) fn rewrite_acks(path: &Path, acks: &[u64]) -> io::Result<()> {
         f.get_ref().sync_all()?;
     }
     fs::rename(tmp, path)
+}
+
+/// `acks.log`, as the writer appends to it: each batch's acks in one write at the file's
+/// known length, so that a write that fails half-way (a full disk) is written again at the
+/// same place, never leaving a torn number that would shift every one after it. Not
+/// synced: a lost ack only means the delivery is processed again.
+pub(super) struct AckFile {
+    file: File,
+    len: u64,
+    /// Acks not written yet.
+    pending: Vec<u8>,
+}
+
+impl AckFile {
+    pub(super) fn open(path: &Path) -> io::Result<AckFile> {
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(path)?;
+        let len = file.metadata()?.len() / 8 * 8;
+        Ok(AckFile {
+            file,
+            len,
+            pending: Vec::new(),
+        })
+    }
+
+    pub(super) fn push(&mut self, seq: u64) {
+        self.pending.extend_from_slice(&seq.to_le_bytes());
+    }
+
+    /// Writes the pending acks; on failure they are kept for the next batch.
+    pub(super) fn write(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        match self.file.write_all_at(&self.pending, self.len) {
+            Ok(()) => {
+                self.len += self.pending.len() as u64;
+                self.pending.clear();
+            }
+            Err(e) => tracing::error!(
+                error = %e,
+                acks = self.pending.len() / 8,
+                "recording acks in the delivery log failed; kept, to be written with the next batch"
+            ),
+        }
+    }
 }

@@ -19,8 +19,14 @@
 //! records `[len u32][crc32 u32][payload]`, payload
 //! `seq u64 | received_at_ms i64 | body_bytes u32 | id_len u16 | id | name_len u16 | name |
 //! event JSON`; `acks.log`, the acknowledged sequence numbers (u64 each). A segment whose
-//! records are all acknowledged is deleted. A torn record at the end of a segment (a crash
-//! mid-write, never answered 202) is cut off at start-up.
+//! records are all acknowledged is deleted.
+//!
+//! A batch of appends is written whole or not at all: a write or `fdatasync` that fails
+//! refuses the batch (intake answers 503) and is undone, and a failed sync closes the
+//! segment for good (see writer.rs). At start-up the segments are read streaming, record by
+//! record, keeping only what is pending and the ids (see reader.rs). A region that frames
+//! no record (a torn write at a crash, a damaged block) is copied to `unreadable/`, never
+//! just cut off, and the records after it are read.
 //!
 //! Once a segment is half full, the next is prepared off the append path: `spare-*.tmp`, a
 //! file of synced zeros. Appends into it overwrite blocks that already exist, so their
@@ -34,18 +40,20 @@
 
 mod files;
 mod format;
+mod reader;
 #[cfg(test)]
 mod tests;
 mod writer;
 
 use super::events::Event;
-use files::{list_segments, read_acks, read_segment, remove_spares, rewrite_acks, set_aside};
-use format::Logged;
-use format::encode;
-use std::collections::BTreeMap;
+use super::recent_ids::RECENT_IDS;
+use files::{list_segments, read_acks, remove_spares, rewrite_acks, set_aside};
+use format::{decode, encode};
+use reader::read_segment;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use tokio::sync::oneshot;
@@ -85,7 +93,8 @@ enum Op {
 pub struct Recovered {
     /// Answered but not (fully) processed: to be processed now, in order.
     pub pending: Vec<LoggedDelivery>,
-    /// Every delivery id still in the log, to recognise redeliveries.
+    /// The delivery ids still in the log, to recognise redeliveries: the newest
+    /// `RECENT_IDS`, as many as intake remembers.
     pub ids: Vec<String>,
 }
 
@@ -104,64 +113,13 @@ impl DeliveryLog {
 
     /// `open`, with segments of `segment_bytes` (tests cross segments with a few records).
     pub fn open_with(dir: &Path, segment_bytes: u64) -> io::Result<(DeliveryLog, Recovered)> {
-        fs::create_dir_all(dir)?;
-        let acked = read_acks(&dir.join("acks.log"))?;
-        let mut segments: BTreeMap<u64, usize> = BTreeMap::new();
-        let mut pending = Vec::new();
-        let mut ids = Vec::new();
-        let mut next_seq = acked.iter().next_back().map_or(1, |s| s + 1);
-        let mut unreadable = Vec::new();
-        let mut finished = Vec::new();
-        for (start, path) in list_segments(dir)? {
-            let mut open = 0;
-            for r in read_segment(&path)? {
-                next_seq = next_seq.max(r.seq() + 1);
-                match r {
-                    Logged::Readable(d) if acked.contains(&d.seq) => ids.push(d.id),
-                    Logged::Readable(d) => {
-                        ids.push(d.id.clone());
-                        pending.push(*d);
-                        open += 1;
-                    }
-                    Logged::Unreadable { seq, .. } if acked.contains(&seq) => {}
-                    Logged::Unreadable { seq, payload, why } => {
-                        unreadable.push((seq, payload, why))
-                    }
-                }
-            }
-            if open == 0 {
-                finished.push(path);
-            } else {
-                segments.insert(start, open);
-            }
-        }
-        pending.sort_by_key(|r| r.seq);
-        // Unreadable records are copied aside (synced) before they count as handled, and
-        // their segments go only after that.
-        let set_aside = set_aside(dir, &unreadable)?;
-        // Keep only the acks that still refer to a segment on disk.
-        let oldest = segments.keys().next().copied().unwrap_or(next_seq);
-        let mut kept: Vec<u64> = acked.into_iter().filter(|s| *s >= oldest).collect();
-        kept.extend(set_aside.into_iter().filter(|s| *s >= oldest));
-        rewrite_acks(&dir.join("acks.log"), &kept)?;
-        for path in finished {
-            fs::remove_file(path)?;
-        }
-        let shared_next = Arc::new(AtomicU64::new(next_seq));
-        remove_spares(dir)?;
-        let mut writer = Writer::new(dir.to_path_buf(), next_seq, segments, shared_next.clone())?;
-        writer.segment_bytes = segment_bytes.max(1);
+        let (writer, recovered) = recover(dir, segment_bytes)?;
+        let next_seq = writer.shared_next();
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("spool-writer".into())
             .spawn(move || writer.run(rx))?;
-        Ok((
-            DeliveryLog {
-                tx,
-                next_seq: shared_next,
-            },
-            Recovered { pending, ids },
-        ))
+        Ok((DeliveryLog { tx, next_seq }, recovered))
     }
 
     /// Appends a delivery and returns its sequence number once it is on disk.
@@ -191,4 +149,99 @@ impl DeliveryLog {
     pub fn next_seq(&self) -> u64 {
         self.next_seq.load(Ordering::SeqCst)
     }
+}
+
+/// Reads what the log in `dir` holds and tidies it up: bad regions and undecodable records
+/// copied aside, finished segments, old acks and spares removed. Returns the writer that
+/// carries the log on, and what is to be processed again.
+fn recover(dir: &Path, segment_bytes: u64) -> io::Result<(Writer, Recovered)> {
+    fs::create_dir_all(dir)?;
+    let read = read_all(dir)?;
+    let mut pending = read.pending;
+    pending.sort_by_key(|r| r.seq);
+    // Unreadable records are copied aside (synced) before they count as handled, and
+    // their segments go only after that.
+    let set_aside = set_aside(dir, &read.unreadable)?;
+    // Keep only the acks that still refer to a segment on disk.
+    let oldest = read
+        .segments
+        .keys()
+        .next()
+        .copied()
+        .unwrap_or(read.next_seq);
+    let mut kept: Vec<u64> = read.acked.into_iter().filter(|s| *s >= oldest).collect();
+    kept.extend(set_aside.into_iter().filter(|s| *s >= oldest));
+    rewrite_acks(&dir.join("acks.log"), &kept)?;
+    for path in read.finished {
+        fs::remove_file(path)?;
+    }
+    remove_spares(dir)?;
+    let writer = Writer::new(
+        dir.to_path_buf(),
+        read.next_seq,
+        read.segments,
+        segment_bytes,
+    )?;
+    let recovered = Recovered {
+        pending,
+        ids: read.ids.into(),
+    };
+    Ok((writer, recovered))
+}
+
+/// The log as read at start-up.
+struct Read {
+    acked: BTreeSet<u64>,
+    /// Segments with unacknowledged records: first sequence number -> how many.
+    segments: BTreeMap<u64, usize>,
+    /// Segments whose records are all acknowledged.
+    finished: Vec<PathBuf>,
+    pending: Vec<LoggedDelivery>,
+    ids: VecDeque<String>,
+    unreadable: Vec<(u64, Vec<u8>, String)>,
+    next_seq: u64,
+}
+
+/// Reads every segment, one record at a time: only the unacknowledged deliveries are
+/// decoded and kept, and of the others only their ids (to recognise redeliveries), the
+/// newest ones, as many as intake remembers.
+fn read_all(dir: &Path) -> io::Result<Read> {
+    let on_disk = list_segments(dir)?;
+    let oldest = on_disk.first().map_or(u64::MAX, |(start, _)| *start);
+    let (acked, highest) = read_acks(&dir.join("acks.log"), oldest)?;
+    let mut read = Read {
+        acked,
+        segments: BTreeMap::new(),
+        finished: Vec::new(),
+        pending: Vec::new(),
+        ids: VecDeque::new(),
+        unreadable: Vec::new(),
+        next_seq: highest.map_or(1, |s| s + 1),
+    };
+    for (start, path) in on_disk {
+        let mut open = 0;
+        read_segment(dir, start, &path, |payload, fields| {
+            read.next_seq = read.next_seq.max(fields.seq + 1);
+            read.ids.push_back(fields.id.to_string());
+            if read.ids.len() > RECENT_IDS {
+                read.ids.pop_front();
+            }
+            if read.acked.contains(&fields.seq) {
+                return;
+            }
+            match decode(&fields) {
+                Ok(d) => {
+                    read.pending.push(d);
+                    open += 1;
+                }
+                Err(why) => read.unreadable.push((fields.seq, payload.to_vec(), why)),
+            }
+        })?;
+        if open == 0 {
+            read.finished.push(path);
+        } else {
+            read.segments.insert(start, open);
+        }
+    }
+    Ok(read)
 }

@@ -1,9 +1,11 @@
-//! The delivery log's own tests: crashes, torn records, spares, old formats.
+//! The delivery log's own tests: crashes, torn records, bad regions, failed writes and
+//! syncs, spares, old formats.
 
 use super::*;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
+use writer::Writer;
 
 fn dir() -> io::Result<PathBuf> {
     let d = std::env::temp_dir().join(format!("spool-test-{}", uuid::Uuid::new_v4().simple()));
@@ -68,15 +70,26 @@ async fn unacknowledged_deliveries_come_back_after_a_crash() -> io::Result<()> {
     Ok(())
 }
 
+/// The copy of the bad region at `offset` of the segment starting at `start`.
+fn set_aside_region(d: &Path, start: u64, offset: u64) -> io::Result<Vec<u8>> {
+    fs::read(
+        d.join("unreadable")
+            .join(format!("seg-{start:020}-at-{offset}.bin")),
+    )
+}
+
 #[tokio::test]
-async fn a_torn_tail_is_cut_and_the_rest_kept() -> io::Result<()> {
+async fn a_torn_tail_is_copied_aside_then_cut_and_the_rest_kept() -> io::Result<()> {
     let (d, path) = closed_log_of_one("whole").await?;
+    let good = fs::metadata(&path)?.len();
     let mut f = OpenOptions::new().append(true).open(&path)?;
     f.write_all(&[200, 0, 0, 0, 1, 2, 3])?; // half a record
     drop(f);
     let (spool, rec) = DeliveryLog::open(&d)?;
     assert_eq!(rec.pending.len(), 1);
     assert_eq!(rec.pending[0].id, "whole");
+    assert_eq!(set_aside_region(&d, 1, good)?, [200, 0, 0, 0, 1, 2, 3]);
+    assert_eq!(fs::metadata(&path)?.len(), good);
     let next = spool.append("after", "ping", 2, 2, &ping("x")).await?;
     assert!(next > rec.pending[0].seq);
     Ok(())
@@ -90,9 +103,11 @@ async fn fully_acknowledged_segments_are_removed() -> io::Result<()> {
     spool.ack(s);
     drop(spool);
     stopped();
-    let (_spool, rec) = DeliveryLog::open(&d)?;
+    let (spool, rec) = DeliveryLog::open(&d)?;
     assert!(rec.pending.is_empty());
     assert!(list_segments(&d)?.is_empty());
+    let next = spool.append("y", "ping", 1, 2, &ping("y")).await?;
+    assert_eq!(next, s + 1, "numbering goes on after the last ack");
     Ok(())
 }
 
@@ -176,6 +191,11 @@ async fn a_torn_record_before_zeros_is_cut() -> io::Result<()> {
         good,
         "cut back to the last whole record"
     );
+    assert_eq!(
+        set_aside_region(&d, 1, good)?,
+        [200, 0, 0, 0, 1, 2, 3],
+        "the torn record copied aside, without the zeros"
+    );
     Ok(())
 }
 
@@ -243,5 +263,144 @@ async fn undecodable_records_are_kept_aside_not_dropped() -> io::Result<()> {
         "the unreadable record is not handed back again"
     );
     assert!(list_segments(&d)?.is_empty());
+    Ok(())
+}
+
+/// A segment written on after a write failed half-way (as builds before the rollback did):
+/// the half-written frame is copied aside, and the records behind it are read.
+#[tokio::test]
+async fn a_bad_region_in_the_middle_is_copied_aside_and_the_records_after_it_read() -> io::Result<()>
+{
+    let (d, path) = closed_log_of_one("before").await?;
+    let at = fs::metadata(&path)?.len();
+    let mut behind = Vec::new();
+    for (seq, id) in [(2, "after-1"), (3, "after-2")] {
+        format::frame(&mut behind, seq, &encode(id, "ping", 3, 2, &ping(id))?);
+    }
+    // A frame cut short: its length promises more than was written before the next one.
+    let torn = behind[..40].to_vec();
+    let mut f = OpenOptions::new().append(true).open(&path)?;
+    f.write_all(&torn)?;
+    f.write_all(&behind)?;
+    drop(f);
+    let (spool, rec) = DeliveryLog::open(&d)?;
+    let ids: Vec<&str> = rec.pending.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["before", "after-1", "after-2"]);
+    assert_eq!(
+        set_aside_region(&d, 1, at)?,
+        torn,
+        "copied aside byte for byte"
+    );
+    assert_eq!(
+        spool.append("next", "ping", 4, 2, &ping("n")).await?,
+        4,
+        "numbering goes on after the records behind the region"
+    );
+    for r in &rec.pending {
+        spool.ack(r.seq);
+    }
+    drop(spool);
+    stopped();
+    let (_spool, rec) = DeliveryLog::open(&d)?;
+    assert_eq!(rec.pending.len(), 1, "only the new one is left");
+    assert!(
+        list_segments(&d)?.iter().all(|(_, p)| *p != path),
+        "a segment done with is removed, bad region and all"
+    );
+    Ok(())
+}
+
+/// One batch straight on a writer (no thread): the answers its appends get.
+fn batch(w: &mut Writer, ids: &[&str]) -> io::Result<Vec<io::Result<u64>>> {
+    let mut ops = Vec::new();
+    let mut answers = Vec::new();
+    for id in ids {
+        let (tx, rx) = oneshot::channel();
+        ops.push(Op::Append(encode(id, "ping", 1, 2, &ping(id))?, tx));
+        answers.push(rx);
+    }
+    w.commit(ops);
+    Ok(answers
+        .into_iter()
+        .map(|mut rx| rx.try_recv().expect("every append is answered"))
+        .collect())
+}
+
+fn all_fail_with(answers: &[io::Result<u64>], errno: i32) -> bool {
+    answers
+        .iter()
+        .all(|a| a.as_ref().is_err_and(|e| e.raw_os_error() == Some(errno)))
+}
+
+fn pending_ids(rec: &Recovered) -> Vec<&str> {
+    rec.pending.iter().map(|r| r.id.as_str()).collect()
+}
+
+/// A write that fails half-way (a full disk) is undone: no half frame stays in the log, the
+/// batch is refused, and the next batch is written where the failed one began.
+#[test]
+fn a_half_written_frame_is_cut_back_and_its_batch_refused() -> io::Result<()> {
+    const ENOSPC: i32 = 28;
+    let d = dir()?;
+    let (mut w, _) = recover(&d, SEGMENT_BYTES)?;
+    // In a new segment: the file goes.
+    *w.disk.faults.short_write.lock().unwrap() = Some(5);
+    assert!(all_fail_with(&batch(&mut w, &["refused-0"])?, ENOSPC));
+    assert!(list_segments(&d)?.is_empty());
+    batch(&mut w, &["a"])?.remove(0)?;
+    let (_, path) = list_segments(&d)?.pop().expect("a segment");
+    let good = fs::metadata(&path)?.len();
+    // Half of the batch's first frame reaches the file.
+    *w.disk.faults.short_write.lock().unwrap() = Some(30);
+    assert!(all_fail_with(
+        &batch(&mut w, &["refused-1", "refused-2"])?,
+        ENOSPC
+    ));
+    assert_eq!(
+        fs::metadata(&path)?.len(),
+        good,
+        "cut back to the last whole record"
+    );
+    // Room again: the same segment, written on.
+    batch(&mut w, &["b"])?.remove(0)?;
+    assert_eq!(list_segments(&d)?.len(), 1);
+    drop(w);
+    let (_, rec) = recover(&d, SEGMENT_BYTES)?;
+    assert_eq!(pending_ids(&rec), ["a", "b"]);
+    assert!(!d.join("unreadable").exists(), "nothing torn to set aside");
+    Ok(())
+}
+
+/// EIO on `fdatasync`: every append of the batch fails; the segment is never written or
+/// synced again (its dirty pages may be lost, see writer.rs), so nothing later is answered
+/// on top of it; later appends go to a new segment and succeed.
+#[test]
+fn a_failed_fdatasync_refuses_its_whole_batch_and_closes_the_segment() -> io::Result<()> {
+    const EIO: i32 = 5;
+    let d = dir()?;
+    let (mut w, _) = recover(&d, SEGMENT_BYTES)?;
+    let a = batch(&mut w, &["a"])?.remove(0)?;
+    let (start, good) = w.current.as_ref().map(|s| (s.start, s.len)).expect("open");
+    w.disk.faults.failing_syncs.store(1, Ordering::SeqCst);
+    let refused = batch(&mut w, &["refused-1", "refused-2", "refused-3"])?;
+    assert!(all_fail_with(&refused, EIO), "{refused:?}");
+    assert!(w.current.is_none(), "the segment is closed");
+    let later = batch(&mut w, &["b", "c"])?;
+    let later: Vec<u64> = later.into_iter().collect::<io::Result<_>>()?;
+    assert!(
+        later[0] > a + 3,
+        "refused sequence numbers are not used again"
+    );
+    let now = w.current.as_ref().expect("open").start;
+    assert_ne!(now, start, "later appends go to a new segment");
+    let bad = d.join(format!("seg-{start:020}.log"));
+    assert_eq!(
+        fs::metadata(&bad)?.len(),
+        good,
+        "nothing behind the failed batch"
+    );
+    drop(w);
+    let (_, rec) = recover(&d, SEGMENT_BYTES)?;
+    assert_eq!(pending_ids(&rec), ["a", "b", "c"]);
     Ok(())
 }

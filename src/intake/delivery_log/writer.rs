@@ -1,33 +1,72 @@
 //! The writer thread: appends records, group-commits them with one `fdatasync` per batch,
 //! rotates segments (into spares prepared off the append path) and removes segments whose
 //! records are all acknowledged.
+//!
+//! A batch is framed in memory and written with one positioned write where the segment's
+//! whole records end, then synced; only then are its appends answered. Between batches a
+//! segment holds nothing but whole, synced records, so a failure is undone by cutting the
+//! segment back to that length:
+//!
+//! - **A failed write** (a full disk, EIO): every append of the batch fails (intake answers
+//!   503) and the segment is cut back to its last whole record, so the next batch is
+//!   written where this one began, never behind a half-written frame. If even the cut
+//!   fails, the segment is closed (the next append opens a new one) and its torn end is set
+//!   aside at the next start. Once the disk has room again, appends succeed again.
+//! - **A failed `fdatasync`** (or directory sync): PostgreSQL's "fsyncgate" lesson. Linux
+//!   reports a writeback error once and may have dropped the dirty pages it could not
+//!   write (marked clean: the page cache no longer matches the disk), so a second `fsync`
+//!   can succeed without writing them. The sync is therefore never retried, nor the
+//!   segment trusted again: every append of the batch fails, the segment is closed for
+//!   good (its earlier records were synced by earlier batches and stay valid), cut back to
+//!   its synced length so that the refused records do not come back, and the next append
+//!   starts a new segment, whose file, data and directory entry are synced afresh. Were a
+//!   refused record to survive anyway (the cut is not synced), it would be processed once
+//!   more at the next start: harmless, restarts are claimed in the ledger. No append is
+//!   ever answered on top of pages that may be lost.
+//!
+//! Sequence numbers of refused appends are not used again: a refused record that reached
+//! the disk anyway can never be taken for a later one.
 
-use super::files::prepare_spare;
-use super::{MAGIC, MAX_BATCH, Op, SEGMENT_BYTES};
+use super::files::{AckFile, prepare_spare};
+use super::format::frame;
+use super::{MAGIC, MAX_BATCH, Op};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
+
+/// The segment appends go to.
+pub(super) struct Open {
+    /// Its first sequence number (its name).
+    pub(super) start: u64,
+    file: File,
+    /// Where its whole records end: everything before is synced (but a new file's magic,
+    /// synced with its first batch).
+    pub(super) len: u64,
+    /// Records in it that were answered.
+    records: usize,
+    /// Created since the last sync: its directory entry must be synced too.
+    new: bool,
+}
 
 pub(super) struct Writer {
     dir: PathBuf,
     next_seq: u64,
     /// `next_seq`, for `DeliveryLog::next_seq`.
     shared_next: Arc<AtomicU64>,
-    /// open segment: (first seq, file, bytes written)
-    current: Option<(u64, BufWriter<File>, u64)>,
+    pub(super) current: Option<Open>,
     /// segment first seq -> records not yet acknowledged
     segments: BTreeMap<u64, usize>,
-    acks: BufWriter<File>,
-    /// A segment was created since the last sync: its directory entry must be synced too.
-    new_segment: bool,
-    /// Records written since the last sync (a batch of acks alone needs no `fsync`).
-    unsynced: bool,
-    pub(super) segment_bytes: u64,
+    acks: AckFile,
+    segment_bytes: u64,
     /// The next segment, being zero-filled off the append path (see `prepare_spare`).
     spare: Option<std::thread::JoinHandle<io::Result<PathBuf>>>,
+    /// The batch being written, framed (its allocation is kept from batch to batch).
+    batch: Vec<u8>,
+    pub(super) disk: Disk,
 }
 
 impl Writer {
@@ -35,26 +74,25 @@ impl Writer {
         dir: PathBuf,
         next_seq: u64,
         segments: BTreeMap<u64, usize>,
-        shared_next: Arc<AtomicU64>,
+        segment_bytes: u64,
     ) -> io::Result<Writer> {
-        let acks = BufWriter::new(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("acks.log"))?,
-        );
+        let acks = AckFile::open(&dir.join("acks.log"))?;
         Ok(Writer {
             dir,
             next_seq,
-            shared_next,
+            shared_next: Arc::new(AtomicU64::new(next_seq)),
             current: None,
             segments,
             acks,
-            new_segment: false,
-            unsynced: false,
-            segment_bytes: SEGMENT_BYTES,
+            segment_bytes: segment_bytes.max(1),
             spare: None,
+            batch: Vec::new(),
+            disk: Disk::default(),
         })
+    }
+
+    pub(super) fn shared_next(&self) -> Arc<AtomicU64> {
+        self.shared_next.clone()
     }
 
     pub(super) fn run(mut self, rx: mpsc::Receiver<Op>) {
@@ -71,82 +109,103 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let mut waiting = Vec::new();
-            let mut failed: Option<io::Error> = None;
-            for op in ops {
-                match op {
-                    Op::Append(rec, ack) => {
-                        if failed.is_none() {
-                            let seq = self.next_seq;
-                            match self.write_record(seq, &rec) {
-                                Ok(()) => {
-                                    self.unsynced = true;
-                                    self.next_seq += 1;
-                                    self.shared_next.store(self.next_seq, Ordering::SeqCst);
-                                    waiting.push((seq, ack));
-                                    continue;
-                                }
-                                Err(e) => failed = Some(e),
-                            }
-                        }
-                        let e = failed.as_ref().expect("set above");
-                        let _ = ack.send(Err(io::Error::new(e.kind(), e.to_string())));
-                    }
-                    Op::Ack(seq) => self.ack(seq),
-                }
-            }
-            // One flush and fsync for the whole batch, then everyone hears back.
-            let synced = self.sync();
-            for (seq, ack) in waiting {
-                let _ = ack.send(match &synced {
-                    Ok(()) => Ok(seq),
-                    Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-                });
-            }
-            let _ = self.acks.flush();
-            if let Err(e) = self.rotate_and_clean() {
-                tracing::error!(error = %e, "delivery log maintenance failed");
-            }
+            self.commit(ops);
         }
-        let _ = self.sync();
-        let _ = self.acks.flush();
     }
 
-    /// `rest` is the payload after the sequence number (see `encode`).
-    fn write_record(&mut self, seq: u64, rest: &[u8]) -> io::Result<()> {
-        if self.current.is_none() {
-            let path = self.dir.join(format!("seg-{seq:020}.log"));
-            let file = self.new_segment_file(&path)?;
-            let mut w = BufWriter::with_capacity(256 * 1024, file);
-            w.write_all(MAGIC)?;
-            self.current = Some((seq, w, MAGIC.len() as u64));
-            self.segments.insert(seq, 0);
-            self.new_segment = true;
+    /// One batch: its appends written and synced together (one flush and `fdatasync`),
+    /// then every one of them hears back; its acks recorded; then upkeep.
+    pub(super) fn commit(&mut self, ops: Vec<Op>) {
+        self.batch.clear();
+        let first = self.next_seq;
+        let mut waiting = Vec::new();
+        for op in ops {
+            match op {
+                Op::Append(rest, ack) => {
+                    frame(&mut self.batch, self.next_seq, &rest);
+                    waiting.push((self.next_seq, ack));
+                    self.next_seq += 1;
+                }
+                Op::Ack(seq) => self.ack(seq),
+            }
         }
-        let seq_le = seq.to_le_bytes();
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&seq_le);
-        crc.update(rest);
-        let len = (seq_le.len() + rest.len()) as u32;
-        let (start, w, size) = self.current.as_mut().expect("opened above");
-        w.write_all(&len.to_le_bytes())?;
-        w.write_all(&crc.finalize().to_le_bytes())?;
-        w.write_all(&seq_le)?;
-        w.write_all(rest)?;
-        *size += 8 + u64::from(len);
-        *self.segments.entry(*start).or_default() += 1;
+        self.shared_next.store(self.next_seq, Ordering::SeqCst);
+        if !waiting.is_empty() {
+            let written = self.append(first, waiting.len());
+            for (seq, ack) in waiting {
+                let _ = ack.send(match &written {
+                    Ok(()) => Ok(seq),
+                    Err(e) => Err(match e.raw_os_error() {
+                        Some(code) => io::Error::from_raw_os_error(code),
+                        None => io::Error::new(e.kind(), e.to_string()),
+                    }),
+                });
+            }
+        }
+        self.acks.write();
+        if let Err(e) = self.rotate_and_clean() {
+            tracing::error!(error = %e, "delivery log maintenance failed");
+        }
+    }
+
+    /// Writes and syncs the framed batch (`records` records from `first` on), or fails
+    /// and undoes it (see the module's comment).
+    fn append(&mut self, first: u64, records: usize) -> io::Result<()> {
+        if self.current.is_none() {
+            self.current = Some(self.new_segment(first)?);
+        }
+        let seg = self.current.as_mut().expect("opened above");
+        if let Err(e) = self.disk.write_at(&seg.file, &self.batch, seg.len) {
+            self.roll_back(&e);
+            return Err(e);
+        }
+        let mut synced = self.disk.sync_data(&seg.file);
+        if synced.is_ok() && seg.new {
+            // A new file is durable only once its name is (once per segment, not per batch).
+            synced = self.disk.sync_dir(&self.dir);
+        }
+        if let Err(e) = synced {
+            self.distrust(&e);
+            return Err(e);
+        }
+        seg.new = false;
+        seg.len += self.batch.len() as u64;
+        seg.records += records;
+        *self.segments.entry(seg.start).or_default() += records;
         // Half full: start zero-filling the next one.
-        if *size >= self.segment_bytes / 2 && self.spare.is_none() {
+        if seg.len >= self.segment_bytes / 2 && self.spare.is_none() {
             let (dir, bytes) = (self.dir.clone(), self.segment_bytes);
             let spare = std::thread::Builder::new()
                 .name("spool-spare".into())
-                .spawn(move || prepare_spare(&dir, seq, bytes));
+                .spawn(move || prepare_spare(&dir, first, bytes));
             match spare {
                 Ok(handle) => self.spare = Some(handle),
                 Err(e) => tracing::warn!(error = %e, "cannot start preparing a spare segment"),
             }
         }
         Ok(())
+    }
+
+    /// A new segment for records from `first` on, its magic written (synced with the batch).
+    fn new_segment(&mut self, first: u64) -> io::Result<Open> {
+        let path = self.segment_path(first);
+        let file = self.new_segment_file(&path)?;
+        if let Err(e) = self.disk.write_at(&file, MAGIC, 0) {
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
+        self.segments.insert(first, 0);
+        Ok(Open {
+            start: first,
+            file,
+            len: MAGIC.len() as u64,
+            records: 0,
+            new: true,
+        })
+    }
+
+    fn segment_path(&self, start: u64) -> PathBuf {
+        self.dir.join(format!("seg-{start:020}.log"))
     }
 
     /// A new segment's file: the spare if it is ready (see the module's comment), else an
@@ -156,7 +215,7 @@ impl Writer {
             let handle = self.spare.take().expect("checked above");
             match handle.join() {
                 Ok(Ok(spare)) => {
-                    // Made durable with the batch's directory sync (`new_segment`).
+                    // Made durable with the batch's directory sync (`new`).
                     fs::rename(&spare, path)?;
                     return OpenOptions::new().write(true).open(path);
                 }
@@ -167,38 +226,59 @@ impl Writer {
         OpenOptions::new().write(true).create_new(true).open(path)
     }
 
-    fn sync(&mut self) -> io::Result<()> {
-        if let Some((_, w, _)) = self.current.as_mut()
-            && self.unsynced
-        {
-            w.flush()?;
-            w.get_ref().sync_data()?;
-            self.unsynced = false;
+    /// After a failed write: the batch's bytes are cut off again.
+    fn roll_back(&mut self, e: &io::Error) {
+        let seg = self.current.as_ref().expect("written to");
+        if seg.records == 0 {
+            tracing::error!(error = %e, "writing the delivery log failed; the batch's deliveries are refused");
+            self.close(true);
+            return;
         }
-        // A new file is durable only once its name is (once per segment, not per batch).
-        if self.new_segment {
-            File::open(&self.dir)?.sync_all()?;
-            self.new_segment = false;
+        match seg.file.set_len(seg.len) {
+            Ok(()) => {
+                tracing::error!(error = %e, "writing the delivery log failed; the batch's deliveries are refused and the segment cut back to its last whole record")
+            }
+            Err(cut) => {
+                tracing::error!(error = %e, cut = %cut, "writing the delivery log failed, and cutting the segment back too; the batch's deliveries are refused and the segment closed (its torn end is set aside at the next start)");
+                self.close(false);
+            }
         }
-        Ok(())
+    }
+
+    /// After a failed sync: the segment is closed for good (see the module's comment).
+    fn distrust(&mut self, e: &io::Error) {
+        tracing::error!(error = %e, "syncing the delivery log failed; the batch's deliveries are refused, and the segment is closed: the next append starts a new one");
+        self.close(true);
+    }
+
+    /// Closes the current segment, cut back to its whole records (best effort, if `cut`);
+    /// a segment with no answered record goes altogether.
+    fn close(&mut self, cut: bool) {
+        let seg = self.current.take().expect("a segment is open");
+        if seg.records == 0 {
+            self.segments.remove(&seg.start);
+            let _ = fs::remove_file(self.segment_path(seg.start));
+        } else if cut {
+            let _ = seg.file.set_len(seg.len);
+        }
     }
 
     fn ack(&mut self, seq: u64) {
-        if let Err(e) = self.acks.write_all(&seq.to_le_bytes()) {
-            tracing::error!(error = %e, seq, "recording an ack failed; the delivery may be processed again");
-        }
+        self.acks.push(seq);
         if let Some((_, open)) = self.segments.range_mut(..=seq).next_back() {
             *open = open.saturating_sub(1);
         }
     }
 
     fn rotate_and_clean(&mut self) -> io::Result<()> {
-        if let Some((_, _, size)) = &self.current
-            && *size >= self.segment_bytes
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|seg| seg.len >= self.segment_bytes)
         {
             self.current = None; // the next append opens a new segment
         }
-        let current_start = self.current.as_ref().map(|(s, _, _)| *s);
+        let current_start = self.current.as_ref().map(|seg| seg.start);
         let done: Vec<u64> = self
             .segments
             .iter()
@@ -207,8 +287,49 @@ impl Writer {
             .collect();
         for start in done {
             self.segments.remove(&start);
-            fs::remove_file(self.dir.join(format!("seg-{start:020}.log")))?;
+            fs::remove_file(self.segment_path(start))?;
         }
         Ok(())
     }
+}
+
+/// The writer's disk operations. Tests make them fail (`Faults`).
+#[derive(Default)]
+pub(super) struct Disk {
+    #[cfg(test)]
+    pub(super) faults: Faults,
+}
+
+impl Disk {
+    fn write_at(&self, file: &File, buf: &[u8], at: u64) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(keep) = self.faults.short_write.lock().expect("faults").take() {
+            file.write_all_at(&buf[..keep.min(buf.len())], at)?;
+            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        file.write_all_at(buf, at)
+    }
+
+    fn sync_data(&self, file: &File) -> io::Result<()> {
+        #[cfg(test)]
+        if self.faults.failing_syncs.load(Ordering::SeqCst) > 0 {
+            self.faults.failing_syncs.fetch_sub(1, Ordering::SeqCst);
+            return Err(io::Error::from_raw_os_error(5)); // EIO
+        }
+        file.sync_data()
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+}
+
+/// Faults the tests inject into the writer's disk operations.
+#[cfg(test)]
+#[derive(Default)]
+pub(super) struct Faults {
+    /// The next this many `fdatasync`s fail with EIO.
+    pub(super) failing_syncs: std::sync::atomic::AtomicUsize,
+    /// The next write stops after this many bytes, with ENOSPC.
+    pub(super) short_write: std::sync::Mutex<Option<usize>>,
 }
