@@ -156,6 +156,10 @@ impl DeliveryLog {
 /// carries the log on, and what is to be processed again.
 fn recover(dir: &Path, segment_bytes: u64) -> io::Result<(Writer, Recovered)> {
     fs::create_dir_all(dir)?;
+    // The deliveries are GitHub's payloads as the App read them: the operator's only, like a
+    // database's data directory (files inside stay out of reach whatever their own mode).
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     let read = read_all(dir)?;
     let mut pending = read.pending;
     pending.sort_by_key(|r| r.seq);

@@ -404,3 +404,13 @@ fn a_failed_fdatasync_refuses_its_whole_batch_and_closes_the_segment() -> io::Re
     assert_eq!(pending_ids(&rec), ["a", "b", "c"]);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_log_directory_is_the_operators_only() -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let d = dir()?;
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o755))?;
+    let (_log, _) = DeliveryLog::open(&d)?;
+    assert_eq!(fs::metadata(&d)?.permissions().mode() & 0o777, 0o700);
+    Ok(())
+}
