@@ -44,6 +44,8 @@ async fn a_delivery_that_panics_takes_no_worker_down_and_stays_in_the_log() {
     );
     assert_eq!(app.health().await["worker_panics"], 1);
     // Nothing lost: the delivery that panicked is still pending in the log; the other is done.
+    // (Its acknowledgement reaches the log's writer thread just after the flush: a moment.)
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let (_log, recovered) = DeliveryLog::open(&app.spool_dir).unwrap();
     let pending: Vec<&str> = recovered.pending.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(pending, ["boom-310"]);
