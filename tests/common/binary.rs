@@ -12,6 +12,8 @@ pub struct Binary {
     github_url: String,
     /// Settings on top of the defaults above (later ones win).
     pub env: Vec<(String, String)>,
+    /// The process's descriptor limit (soft, hard), set with `prlimit` before it starts.
+    pub nofile: Option<(u64, u64)>,
 }
 
 impl Binary {
@@ -26,6 +28,7 @@ impl Binary {
             store: store.clone(),
             github_url: github.url.clone(),
             env: Vec::new(),
+            nofile: None,
         }
     }
 
@@ -39,8 +42,19 @@ impl Binary {
             "/tests/keys/test-app.private-key.pem"
         );
         let t = self.store.tables().clone();
-        std::process::Command::new(env!("CARGO_BIN_EXE_autorevert"))
-            .arg("serve")
+        // Worktrees that share one target directory overwrite each other's
+        // target/debug/autorevert; AUTOREVERT_TEST_BIN names a copy of this one's.
+        let bin = std::env::var("AUTOREVERT_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_autorevert").to_string());
+        let mut cmd = match self.nofile {
+            Some((soft, hard)) => {
+                let mut c = std::process::Command::new("prlimit");
+                c.arg(format!("--nofile={soft}:{hard}")).arg("--").arg(&bin);
+                c
+            }
+            None => std::process::Command::new(&bin),
+        };
+        cmd.arg("serve")
             .env_clear()
             .env("WEBHOOK_SECRET", SECRET)
             .env("LISTEN_ADDR", format!("127.0.0.1:{}", self.port))
