@@ -24,6 +24,14 @@ pub async fn run(
     let gh = github.validate()?;
     let ch = clickhouse.validate()?;
     let policy = policy.validate(ch.ingest)?;
+    let descriptors = server::descriptors::raise_limit();
+    let limits = server::Limits {
+        max_connections: server::descriptors::connection_cap(
+            descriptors,
+            serve.limits.max_connections,
+        )?,
+        ..serve.limits.clone()
+    };
     if policy.action == RestartAction::Run && gh.is_none() {
         bail!(
             "RESTART_ACTION=run needs GitHub credentials: GITHUB_APP_ID with GITHUB_APP_PRIVATE_KEY(_PATH), \
@@ -72,8 +80,9 @@ pub async fn run(
         github = gh.as_ref().map(|g| g.api_url.to_string()).unwrap_or_else(|| "none".into()),
         delivery_log = %serve.spool_dir.display(),
         deliveries_recovered = app.recovered,
+        max_connections = limits.max_connections,
         "autorevert is serving"
     );
-    server::serve(listener, app, Duration::from_secs(20)).await?;
+    server::serve(listener, app, limits).await?;
     Ok(ExitCode::SUCCESS)
 }

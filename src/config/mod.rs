@@ -2,10 +2,14 @@
 //! start-up into typed values. A bad value stops start-up with one line that names the
 //! variable and what is wrong with it. Secrets are `SecretString` and are never logged.
 
+mod connections;
 mod setup;
+
+pub use connections::ConnectionArgs;
 
 use crate::github::{GitHubAuth, GitHubConfig};
 use crate::restart::{Policy, RestartAction};
+use crate::server::Limits;
 use crate::store::{ClickHouseConfig, Tables};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -179,6 +183,8 @@ pub struct ServeArgs {
     /// Setup mode: the file the registered App's id, private key and webhook secret go to.
     #[arg(long, env = "SETUP_CREDENTIALS_FILE")]
     pub setup_credentials_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 impl GitHubArgs {
@@ -359,6 +365,8 @@ pub struct ServeConfig {
     pub kill_switch_ttl: Duration,
     pub reconcile: Option<(Duration, Duration)>,
     pub redeliver: Option<(Duration, usize)>,
+    /// Timeouts, connection cap (0: from the descriptor limit) and shutdown grace.
+    pub limits: Limits,
 }
 
 impl ServeArgs {
@@ -383,8 +391,10 @@ impl ServeArgs {
                 self.queue_wait_ms
             );
         }
+        let limits = self.connections.validate()?;
         Ok(ServeConfig {
             listen,
+            limits,
             secrets,
             confirm_window: Duration::from_secs(self.confirm_window_secs),
             confirm_backoff: Duration::from_millis(self.confirm_backoff_ms.max(1)),

@@ -2,10 +2,14 @@
 //! and serving until SIGTERM with a graceful drain. `setup` is what `serve` runs instead before
 //! the App has credentials (GitHub's App-manifest flow).
 
+pub mod connections;
+pub mod descriptors;
 pub mod metrics;
 pub mod routes;
 pub mod setup;
 pub mod startup;
+
+pub use connections::Limits;
 
 use crate::background::heartbeat::{self, Heartbeat};
 use crate::background::reconcile::Reconciler;
@@ -244,11 +248,11 @@ fn start_tasks(
 }
 
 /// Serves until SIGTERM or Ctrl-C, then stops taking deliveries, finishes the queued ones
-/// and waits for follow-ups up to `grace`.
+/// and waits for follow-ups: all within `limits.grace`, whatever clients do.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: App,
-    grace: Duration,
+    limits: Limits,
 ) -> anyhow::Result<()> {
     let App {
         router,
@@ -258,19 +262,21 @@ pub async fn serve(
         startup,
         ..
     } = app;
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let stopped_at = connections::serve(listener, router, &limits, shutdown_signal()).await;
+    let deadline = stopped_at + limits.grace;
+    let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
     tracing::info!("stopped taking deliveries; finishing queued work");
     startup.abort(); // not ready yet: the workers stop waiting, the log keeps the deliveries
-    tasks.stop(Duration::from_secs(2)).await;
-    if !pipeline.shutdown(grace).await {
+    tasks.stop(left().min(Duration::from_secs(2))).await;
+    if !pipeline.shutdown(left()).await {
         tracing::warn!(
             "follow-ups still running at exit; they resume from the ledger at the next start"
         );
     }
-    if let Some(h) = heartbeat {
-        h.record_stop().await;
+    if let Some(h) = heartbeat
+        && tokio::time::timeout(left(), h.record_stop()).await.is_err()
+    {
+        tracing::warn!("no time left to record the stop in instances");
     }
     Ok(())
 }

@@ -6,13 +6,17 @@ use crate::background::heartbeat::Heartbeat;
 use crate::intake::webhook::{self, Intake, MAX_BODY_BYTES};
 use crate::pipeline::Pipeline;
 use crate::store::Store;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Duration;
+use tower_http::limit::RequestBodyLimitLayer;
 
 /// What `/healthz` reads.
 #[derive(Clone)]
@@ -40,10 +44,77 @@ pub fn router(health: Health) -> Router {
         )
         .with_state(health)
         .merge(intake)
+        .layer(middleware::from_fn(read_body))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // A declared Content-Length over the cap is answered 413 before a byte of the body
+        // is read; a body without one is cut off at the cap.
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(middleware::map_response(json_too_large))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
+}
+
+/// Put on every request by `serve`: the whole body must have arrived within this time of
+/// the request's headers. (tower-http's body timeout restarts at every chunk, so a client
+/// that sends a byte now and then would hold its connection for as long as it likes.)
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeout(pub Duration);
+
+/// Reads the whole body before any route sees it, within the request's `BodyTimeout` (none
+/// in-process); 408 and the connection closed when it does not arrive in time.
+async fn read_body(req: Request, next: Next) -> Response {
+    let within = req.extensions().get::<BodyTimeout>().map(|t| t.0);
+    let (parts, body) = req.into_parts();
+    let read = Bytes::from_request(Request::from_parts(parts.clone(), body), &());
+    let read = match within {
+        Some(t) => match tokio::time::timeout(t, read).await {
+            Ok(read) => read,
+            Err(_) => {
+                let error = format!("the body did not arrive within {} s", t.as_secs_f32());
+                let mut resp = error_reply(StatusCode::REQUEST_TIMEOUT, &error);
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return resp;
+            }
+        },
+        None => read.await,
+    };
+    match read {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+        Err(rejection) => error_reply(
+            rejection.status(),
+            &format!("could not read the body: {}", rejection.body_text()),
+        ),
+    }
+}
+
+fn error_reply(status: StatusCode, error: &str) -> Response {
+    (status, Json(json!({ "error": error }))).into_response()
+}
+
+fn too_large() -> Response {
+    error_reply(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("body is larger than {MAX_BODY_BYTES} bytes (GitHub's cap)"),
+    )
+}
+
+/// tower-http's 413 is plain text; every answer here says what happened in JSON.
+async fn json_too_large(resp: Response) -> Response {
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE && !json {
+        too_large()
+    } else {
+        resp
+    }
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

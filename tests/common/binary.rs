@@ -14,6 +14,8 @@ pub struct Binary {
     pub env: Vec<(String, String)>,
     /// Where the App's log (stderr) goes; None: nowhere.
     pub log_to: Option<std::path::PathBuf>,
+    /// The process's descriptor limit (soft, hard), set with `prlimit` before it starts.
+    pub nofile: Option<(u64, u64)>,
 }
 
 impl Binary {
@@ -38,6 +40,7 @@ impl Binary {
             github_url: github.url.clone(),
             env: Vec::new(),
             log_to: None,
+            nofile: None,
         }
     }
 
@@ -51,8 +54,19 @@ impl Binary {
             "/tests/keys/test-app.private-key.pem"
         );
         let t = self.store.tables().clone();
-        std::process::Command::new(env!("CARGO_BIN_EXE_autorevert"))
-            .arg("serve")
+        // Worktrees that share one target directory overwrite each other's
+        // target/debug/autorevert; AUTOREVERT_TEST_BIN names a copy of this one's.
+        let bin = std::env::var("AUTOREVERT_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_autorevert").to_string());
+        let mut cmd = match self.nofile {
+            Some((soft, hard)) => {
+                let mut c = std::process::Command::new("prlimit");
+                c.arg(format!("--nofile={soft}:{hard}")).arg("--").arg(&bin);
+                c
+            }
+            None => std::process::Command::new(&bin),
+        };
+        cmd.arg("serve")
             .env_clear()
             .env("WEBHOOK_SECRET", SECRET)
             .env("LISTEN_ADDR", format!("127.0.0.1:{}", self.port))
