@@ -27,6 +27,18 @@ struct Cli {
     command: Cmd,
 }
 
+/// What the App itself is configured with: GitHub, ClickHouse and the policy (`serve` and
+/// `doctor` read the same settings).
+#[derive(clap::Args)]
+struct AppArgs {
+    #[command(flatten)]
+    github: GitHubArgs,
+    #[command(flatten)]
+    clickhouse: ClickHouseArgs,
+    #[command(flatten)]
+    policy: PolicyArgs,
+}
+
 #[derive(Subcommand)]
 #[allow(clippy::large_enum_variant)] // parsed once at start-up; boxing buys nothing
 enum Cmd {
@@ -35,11 +47,7 @@ enum Cmd {
         #[command(flatten)]
         serve: ServeArgs,
         #[command(flatten)]
-        github: GitHubArgs,
-        #[command(flatten)]
-        clickhouse: ClickHouseArgs,
-        #[command(flatten)]
-        policy: PolicyArgs,
+        app: AppArgs,
     },
     /// Create or update the ClickHouse schema (and the local mirror when ingestion is on).
     Migrate {
@@ -103,11 +111,7 @@ enum Cmd {
     /// failure. Exit 1 when a check failed.
     Doctor {
         #[command(flatten)]
-        github: GitHubArgs,
-        #[command(flatten)]
-        clickhouse: ClickHouseArgs,
-        #[command(flatten)]
-        policy: PolicyArgs,
+        app: AppArgs,
         #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
         webhook_secret: Option<String>,
     },
@@ -172,12 +176,9 @@ fn init_tracing() -> Result<()> {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Cmd::Serve {
-            serve,
-            github,
-            clickhouse,
-            policy,
-        } => serve::run(serve, github, clickhouse, policy).await,
+        Cmd::Serve { serve, app } => {
+            serve::run(serve, app.github, app.clickhouse, app.policy).await
+        }
         Cmd::Migrate { clickhouse } => {
             let cfg = clickhouse.validate()?;
             let store = Store::new(&cfg);
@@ -226,11 +227,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             policy,
         } => replay::run(payloads, url, event, webhook_secret, policy).await,
         Cmd::Doctor {
-            github,
-            clickhouse,
-            policy,
+            app,
             webhook_secret,
-        } => doctor::run(github, clickhouse, policy, webhook_secret).await,
+        } => doctor::run(app.github, app.clickhouse, app.policy, webhook_secret).await,
         Cmd::Healthcheck {
             listen_addr,
             timeout_secs,

@@ -78,13 +78,20 @@ fn set_aside_region(d: &Path, start: u64, offset: u64) -> io::Result<Vec<u8>> {
     )
 }
 
-#[tokio::test]
-async fn a_torn_tail_is_copied_aside_then_cut_and_the_rest_kept() -> io::Result<()> {
-    let (d, path) = closed_log_of_one("whole").await?;
+/// A closed log of one record, then half a record and `after`: (dir, segment, the length
+/// of its whole records).
+async fn torn_after_one(id: &str, after: &[u8]) -> io::Result<(PathBuf, PathBuf, u64)> {
+    let (d, path) = closed_log_of_one(id).await?;
     let good = fs::metadata(&path)?.len();
     let mut f = OpenOptions::new().append(true).open(&path)?;
     f.write_all(&[200, 0, 0, 0, 1, 2, 3])?; // half a record
-    drop(f);
+    f.write_all(after)?;
+    Ok((d, path, good))
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_copied_aside_then_cut_and_the_rest_kept() -> io::Result<()> {
+    let (d, path, good) = torn_after_one("whole", &[]).await?;
     let (spool, rec) = DeliveryLog::open(&d)?;
     assert_eq!(rec.pending.len(), 1);
     assert_eq!(rec.pending[0].id, "whole");
@@ -177,12 +184,7 @@ async fn spare_segments_are_used_and_read_back() -> io::Result<()> {
 /// records before it are kept.
 #[tokio::test]
 async fn a_torn_record_before_zeros_is_cut() -> io::Result<()> {
-    let (d, path) = closed_log_of_one("whole").await?;
-    let good = fs::metadata(&path)?.len();
-    let mut f = OpenOptions::new().append(true).open(&path)?;
-    f.write_all(&[200, 0, 0, 0, 1, 2, 3])?; // half a record
-    f.write_all(&[0u8; 4096])?; // then the spare's zeros
-    drop(f);
+    let (d, path, good) = torn_after_one("whole", &[0u8; 4096]).await?; // then the spare's zeros
     let (_spool, rec) = DeliveryLog::open(&d)?;
     assert_eq!(rec.pending.len(), 1);
     assert_eq!(rec.pending[0].id, "whole");
