@@ -7,6 +7,8 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The status pages' templates are compiled into the binary (askama).
+COPY templates ./templates
 # Cargo reads every target the manifest declares, benches included, before building one.
 COPY benches ./benches
 RUN cargo build --release --locked --bin autorevert

@@ -3,6 +3,7 @@
 
 pub mod routes;
 pub mod startup;
+pub mod status;
 
 use crate::background::heartbeat::{self, Heartbeat};
 use crate::background::reconcile::Reconciler;
@@ -122,6 +123,7 @@ pub async fn assemble(p: Parts) -> anyhow::Result<App> {
         tasks: tasks.status(),
         heartbeat: heartbeat.clone(),
         startup: status.clone(),
+        store: p.store.clone(),
     });
     Ok(App {
         router,

@@ -1,4 +1,5 @@
-//! The App's routes: `POST /webhook` (intake), `GET /healthz`, and `/`.
+//! The App's routes: `POST /webhook` (intake), `GET /healthz`, and the status pages
+//! (`/`, `/restarts/…`, `/api/`: see `status`).
 
 use super::startup::StartupStatus;
 use crate::background::TaskView;
@@ -21,6 +22,8 @@ pub struct Health {
     pub tasks: TaskView,
     pub heartbeat: Option<Arc<Heartbeat>>,
     pub startup: StartupStatus,
+    /// Where the status pages read the ledger (None: no ClickHouse).
+    pub store: Option<crate::store::Store>,
 }
 
 /// The App's router; tests call it in-process, `serve` puts it on a socket.
@@ -28,14 +31,12 @@ pub fn router(health: Health) -> Router {
     let intake = Router::new()
         .route("/webhook", post(webhook::receive))
         .with_state(health.intake.clone());
+    let status = super::status::routes(health.store.clone(), health.pipeline.clone());
     Router::new()
         .route("/healthz", get(healthz))
-        .route(
-            "/",
-            get(|| async { "autorevert: POST /webhook, GET /healthz\n" }),
-        )
         .with_state(health)
         .merge(intake)
+        .merge(status)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
