@@ -13,6 +13,8 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 # The binary embeds the App manifest (the /setup page posts it to GitHub).
 COPY app-manifest.yml ./
+# The status pages' templates are compiled into the binary (askama).
+COPY templates ./templates
 # Cargo reads every target the manifest declares, benches included, before building one.
 COPY benches ./benches
 RUN cargo build --release --locked --bin autorevert

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod routes;
 pub mod setup;
 pub mod startup;
+pub mod status;
 
 pub use connections::Limits;
 

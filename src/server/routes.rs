@@ -1,4 +1,5 @@
-//! The App's routes: `POST /webhook` (intake), `GET /healthz`, and `/`.
+//! The App's routes: `POST /webhook` (intake), `GET /healthz`, and the status pages
+//! (`/`, `/restarts/…`, `/api/`: see `status`).
 
 use super::startup::StartupStatus;
 use crate::background::TaskView;
@@ -26,7 +27,8 @@ pub struct Health {
     pub tasks: TaskView,
     pub heartbeat: Option<Arc<Heartbeat>>,
     pub startup: StartupStatus,
-    /// To say whether ClickHouse answered lately.
+    /// Where `/healthz` says how ClickHouse answered lately, and the status pages read the
+    /// ledger (None: no ClickHouse).
     pub store: Option<Store>,
 }
 
@@ -35,15 +37,13 @@ pub fn router(health: Health) -> Router {
     let intake = Router::new()
         .route("/webhook", post(webhook::receive))
         .with_state(health.intake.clone());
+    let status = super::status::routes(health.store.clone(), health.pipeline.clone());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route(
-            "/",
-            get(|| async { "autorevert: POST /webhook, GET /healthz\n" }),
-        )
         .with_state(health)
         .merge(intake)
+        .merge(status)
         .layer(middleware::from_fn(read_body))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // A declared Content-Length over the cap is answered 413 before a byte of the body

@@ -1,7 +1,7 @@
 //! ClickHouse: the App's store. `Store` is the client, every call bounded by a timeout;
 //! `schema` its tables and migrations, `rows` and `mirror` what is written, `batch` how
 //! (one INSERT per table), `recorder` when (batched, behind the delivery log's acks), and
-//! `queries` what is read back.
+//! `queries` what is read back (`status`: what the status pages read).
 
 pub mod batch;
 pub mod mirror;
@@ -9,6 +9,7 @@ pub mod queries;
 pub mod recorder;
 pub mod rows;
 pub mod schema;
+pub mod status;
 
 pub use queries::confirmation_sql;
 
