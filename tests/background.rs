@@ -19,15 +19,6 @@ async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
     false
 }
 
-async fn health(bin: &Binary) -> Value {
-    let resp = http_client()
-        .get(format!("{}/healthz", bin.url()))
-        .send()
-        .await
-        .unwrap();
-    serde_json::from_str(&resp.text().await.unwrap()).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_asks_github_to_redeliver_what_it_never_received() {
     let store = fresh_store().await;
@@ -78,7 +69,7 @@ async fn serve_starts_every_configured_background_task_and_reports_it() {
     bin.wait_up().await;
     let mut tasks = Value::Null;
     let all_ran = eventually(20, async || {
-        tasks = health(&bin).await["background_tasks"].clone();
+        tasks = bin.health().await["background_tasks"].clone();
         ["reconcile", "redelivery_sweep", "heartbeat"]
             .iter()
             .all(|t| tasks[t]["passes"].as_u64().unwrap_or(0) >= 1)
@@ -110,7 +101,7 @@ async fn serve_starts_no_task_that_is_switched_off() {
     let bin = Binary::new(&store, &github); // RECONCILE_SECS=0, REDELIVER_SECS=0
     let mut app = bin.start();
     bin.wait_up().await;
-    let tasks = health(&bin).await["background_tasks"].clone();
+    let tasks = bin.health().await["background_tasks"].clone();
     app.kill().unwrap();
     app.wait().unwrap();
     let names: Vec<&String> = tasks.as_object().unwrap().keys().collect();

@@ -5,17 +5,7 @@ mod common;
 
 use common::binary::Binary;
 use common::*;
-use serde_json::Value;
 use std::time::{Duration, Instant};
-
-async fn health(bin: &Binary) -> Value {
-    let resp = http_client()
-        .get(format!("{}/healthz", bin.url()))
-        .send()
-        .await
-        .unwrap();
-    serde_json::from_str(&resp.text().await.unwrap()).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_takes_deliveries_while_clickhouse_is_unreachable_and_handles_them_after() {
@@ -29,7 +19,7 @@ async fn serve_takes_deliveries_while_clickhouse_is_unreachable_and_handles_them
     let started = Instant::now();
     bin.wait_up().await;
     let up_after = started.elapsed();
-    let h = health(&bin).await;
+    let h = bin.health().await;
     assert_eq!(h["startup"]["ready"], false, "{h}");
     assert!(
         h["startup"]["phase"]
@@ -50,7 +40,7 @@ async fn serve_takes_deliveries_while_clickhouse_is_unreachable_and_handles_them
     gate.open().await;
     let mut ready = false;
     for _ in 0..400 {
-        let h = health(&bin).await;
+        let h = bin.health().await;
         if !github.dispatches().is_empty()
             && h["startup"]["ready"] == true
             && h["clickhouse"]["ok"] == true

@@ -92,6 +92,16 @@ impl Binary {
             .unwrap()
     }
 
+    /// `GET /healthz` as JSON.
+    pub async fn health(&self) -> serde_json::Value {
+        let resp = http_client()
+            .get(format!("{}/healthz", self.url()))
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_str(&resp.text().await.unwrap()).unwrap()
+    }
+
     pub async fn wait_up(&self) {
         let client = http_client();
         for _ in 0..300 {
