@@ -8,17 +8,6 @@ use common::*;
 use serde_json::Value;
 use std::time::Duration;
 
-/// Waits until `f` holds, polling every 50 ms for at most `secs` seconds.
-async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
-    for _ in 0..secs * 20 {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_asks_github_to_redeliver_what_it_never_received() {
     let store = fresh_store().await;

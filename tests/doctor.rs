@@ -180,3 +180,29 @@ async fn a_repository_without_the_app_and_a_missing_permission_fail_with_their_f
     assert!(d.line("GET /app/installations").starts_with("OK"));
     assert!(d.out.contains("2 failed"), "{}", d.out);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installations_are_read_past_the_first_page() {
+    let store = fresh_store().await;
+    let github = FakeGitHub::start(INSTALLATION, &[REPO]).await;
+    github.push_commit(REPO, &sha(1), true);
+    // 149 installations elsewhere, listed before pytorch's (by id): it is on page 2.
+    github.add_installations(149);
+    let d = doctor(env(&github, &store)).await;
+    assert_eq!(d.code, Some(0), "{}", d.out);
+    let line = d.line("GET /app/installations");
+    assert!(line.starts_with("OK"), "{line}");
+    assert!(line.contains("150 installations"), "{line}");
+    assert!(
+        line.contains(&format!(
+            "pytorch (installation {INSTALLATION}, selected repositories)"
+        )),
+        "{line}"
+    );
+    let pages = github.requests_matching("GET", "/app/installations");
+    assert!(
+        pages.iter().any(|(p, _)| p.contains("page=2")),
+        "page 2 was read: {pages:?}"
+    );
+    assert!(d.line("installation on pytorch/pytorch").starts_with("OK"));
+}

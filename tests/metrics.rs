@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::Request;
 use common::*;
 use http_body_util::BodyExt;
-use prometheus_parse::{Scrape, Value};
+use prometheus_parse::Scrape;
 use tower::ServiceExt;
 
 async fn scrape(app: &TestApp) -> Scrape {
@@ -30,21 +30,6 @@ async fn scrape(app: &TestApp) -> Scrape {
     )
     .unwrap();
     Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format")
-}
-
-/// The value of a counter or gauge series with these labels (0 when absent); a
-/// histogram's count.
-fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    s.samples
-        .iter()
-        .filter(|x| x.metric == name)
-        .filter(|x| labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-        .map(|x| match &x.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
-            Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
-            Value::Summary(_) => 0.0,
-        })
-        .sum()
 }
 
 #[tokio::test]
@@ -71,7 +56,7 @@ async fn the_series_move_with_deliveries_and_restarts() {
     app.settle().await;
     let after = scrape(&app).await;
     let delta = |name: &str, labels: &[(&str, &str)]| {
-        value(&after, name, labels) - value(&before, name, labels)
+        metric(&after, name, labels) - metric(&before, name, labels)
     };
     let run = [("event", "workflow_run"), ("action", "completed")];
     assert_eq!(
@@ -114,7 +99,14 @@ async fn the_series_move_with_deliveries_and_restarts() {
             .iter()
             .any(|s| s.metric == "autorevert_queue_depth")
     );
-    assert_eq!(value(&after, "autorevert_worker_panics", &[]), 0.0);
+    assert_eq!(metric(&after, "autorevert_worker_panics", &[]), 0.0);
+    // GitHub's x-ratelimit-remaining, as the fake GitHub sends it on every answer.
+    let left = metric(
+        &after,
+        "autorevert_github_rate_limit_remaining",
+        &[("auth", "installation")],
+    );
+    assert!(left > 0.0 && left < 5000.0, "{left}");
     assert!(
         after.docs.contains_key("autorevert_deliveries_total"),
         "series are described"

@@ -238,7 +238,16 @@ async fn the_status_page_lists_restarts_in_every_state_linked_to_github() {
     let states: Vec<String> = STATES.iter().map(|s| s.0.to_string()).collect();
     assert_eq!(statuses(&v), states);
     assert!(html.contains("Kill switch:"));
-    assert!(html.contains("not seen on in the last 24 h"), "{html}");
+    assert!(html.contains("No restart held in the last 24 h"), "{html}");
+    // No failure reached a decision in this App: the switch was not looked up yet.
+    assert!(
+        html.contains("pytorch/pytorch: not looked up yet"),
+        "{html}"
+    );
+    assert_eq!(
+        v["kill_switch"]["repos"][0]["state"], "not_looked_up",
+        "{v}"
+    );
 }
 
 #[tokio::test]

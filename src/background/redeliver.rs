@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// GitHub keeps deliveries redeliverable for three days.
-const WINDOW_DAYS: i64 = 3;
+pub const WINDOW_DAYS: i64 = 3;
 const MAX_PAGES: usize = 20;
 
 #[derive(Debug, Default, PartialEq, Serialize)]
@@ -83,41 +83,16 @@ pub async fn sweep_once(
     state
         .redelivered
         .retain(|_, at| *at >= oldest.timestamp_millis());
-    // Newest attempt of each failed guid within the window.
-    let mut latest: HashMap<String, HookDelivery> = HashMap::new();
-    let mut cursor: Option<String> = None;
-    'pages: for _ in 0..MAX_PAGES {
-        let (page, next) = gh.failed_deliveries(cursor.as_deref()).await?;
-        for d in page {
-            if d.delivered_at < oldest {
-                break 'pages;
-            }
-            latest.entry(d.guid.clone()).or_insert(d);
-        }
-        match next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
+    let latest = failed_since(gh, oldest).await?;
     let mut sweep = Sweep {
         failed_seen: latest.len(),
         ..Sweep::default()
     };
-    let mut candidates: Vec<HookDelivery> = latest.into_values().collect();
-    candidates.sort_by_key(|d| d.delivered_at); // oldest first: they expire first
-    for d in candidates {
+    for d in latest {
         if state.redelivered.contains_key(&d.guid) {
             continue;
         }
-        let received = intake.has_seen(&d.guid)
-            || match store {
-                Some(s) => s
-                    .delivery(&d.guid)
-                    .await
-                    .map(|r| r.is_some())
-                    .unwrap_or(false),
-                None => false,
-            };
+        let received = intake.has_seen(&d.guid) || recorded(store, &d.guid).await;
         if received {
             sweep.already_received += 1;
             continue;
@@ -145,6 +120,38 @@ pub async fn sweep_once(
     }
     save(state_path, &state)?;
     Ok(sweep)
+}
+
+/// The newest attempt of each delivery GitHub marks failed since `oldest` (at most three
+/// days back: GitHub keeps no more), oldest first: they expire first.
+pub async fn failed_since(gh: &GitHub, oldest: DateTime<Utc>) -> Result<Vec<HookDelivery>> {
+    let mut latest: HashMap<String, HookDelivery> = HashMap::new();
+    let mut cursor: Option<String> = None;
+    'pages: for _ in 0..MAX_PAGES {
+        let (page, next) = gh.failed_deliveries(cursor.as_deref()).await?;
+        for d in page {
+            if d.delivered_at < oldest {
+                break 'pages;
+            }
+            latest.entry(d.guid.clone()).or_insert(d);
+        }
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let mut all: Vec<HookDelivery> = latest.into_values().collect();
+    all.sort_by_key(|d| d.delivered_at);
+    Ok(all)
+}
+
+/// Whether the App recorded this delivery in ClickHouse (`deliveries`); a store that does
+/// not answer counts as no.
+pub async fn recorded(store: Option<&Store>, guid: &str) -> bool {
+    match store {
+        Some(s) => s.delivery(guid).await.is_ok_and(|r| r.is_some()),
+        None => false,
+    }
 }
 
 /// The sweep as a background task: every `every`, at most `max_per_pass` redeliveries.

@@ -54,7 +54,7 @@ pub async fn run(
     };
     match (&gh, &app) {
         (Some(gh), Some(app)) => {
-            installations(&mut r, gh, app).await;
+            installations(&mut r, gh, app, &repos).await;
             for repo in &repos {
                 if repo_installation(&mut r, gh, app, repo).await {
                     trunk_tag(&mut r, gh, repo, &policy.main_branch).await;
@@ -168,25 +168,52 @@ async fn app_check(r: &mut Report, gh: &GitHub) -> Option<AppInfo> {
     }
 }
 
-async fn installations(r: &mut Report, gh: &GitHub, app: &AppInfo) {
+async fn installations(r: &mut Report, gh: &GitHub, app: &AppInfo, repos: &[String]) {
     let what = "GET /app/installations";
     match gh.installations().await {
         Ok(list) if list.is_empty() => {
             let fix = format!("install the App: {}", app.install_url());
             r.fail(what, "the App is installed nowhere", &fix);
         }
-        Ok(list) => {
-            let each: Vec<String> = list
-                .iter()
-                .map(|i| {
-                    let on = i.repository_selection.as_deref().unwrap_or("?");
-                    format!("{} ({on} repositories)", i.account_login())
-                })
-                .collect();
-            r.ok(what, &format!("{}: {}", list.len(), each.join(", ")));
-        }
+        Ok(list) => r.ok(what, &installations_detail(&list, repos)),
         Err(e) => r.fail(what, &format!("{e:#}"), "see GET /app above"),
     }
+}
+
+/// Every installation when there are few; otherwise how many, and those on the accounts
+/// that own `repos` (every page was read, so one on page 2 is found too).
+fn installations_detail(list: &[Installation], repos: &[String]) -> String {
+    let each = |i: &Installation| {
+        let on = i.repository_selection.as_deref().unwrap_or("?");
+        format!(
+            "{} (installation {}, {on} repositories)",
+            i.account_login(),
+            i.id
+        )
+    };
+    if list.len() <= 5 {
+        let all: Vec<String> = list.iter().map(each).collect();
+        return format!("{}: {}", list.len(), all.join(", "));
+    }
+    let mut owners: Vec<&str> = repos.iter().filter_map(|r| r.split('/').next()).collect();
+    owners.dedup();
+    let found: Vec<String> = owners
+        .iter()
+        .map(|o| {
+            match list
+                .iter()
+                .find(|i| i.account_login().eq_ignore_ascii_case(o))
+            {
+                Some(i) => each(i),
+                None => format!("none on {o}"),
+            }
+        })
+        .collect();
+    format!(
+        "{} installations; for the repositories: {}",
+        list.len(),
+        found.join(", ")
+    )
 }
 
 /// The installation covering `repo`, with what the App needs; true when it can be used.

@@ -1,9 +1,10 @@
-//! The command line: `serve`, `migrate`, `restart`, `check`, `replay`, `doctor`,
-//! `healthcheck`.
+//! The command line: `serve`, `migrate`, `restart`, `check`, `replay`, `redeliver`,
+//! `doctor`, `healthcheck`.
 
 mod check;
 mod doctor;
 mod healthcheck;
+mod redeliver;
 mod replay;
 mod restart;
 mod serve;
@@ -105,6 +106,27 @@ enum Cmd {
         webhook_secret: Option<String>,
         #[command(flatten)]
         policy: PolicyArgs,
+    },
+    /// Ask GitHub to deliver webhooks to the App again: by id or GUID, or every failed
+    /// delivery since a time that the App has no record of. Needs App credentials; with
+    /// ClickHouse configured, deliveries the App recorded are skipped. Exit 1 when a request
+    /// failed.
+    Redeliver {
+        /// GitHub's delivery id (a number: App settings → Advanced → Recent Deliveries) or
+        /// the delivery's GUID (X-GitHub-Delivery, the `id` in the App's log).
+        #[arg(required_unless_present = "since")]
+        deliveries: Vec<String>,
+        /// Every delivery GitHub marks failed since this time: RFC 3339, or a time ago
+        /// (90m, 6h, 2d); at most 3 days (GitHub keeps deliveries no longer).
+        #[arg(long)]
+        since: Option<String>,
+        /// Say what would be asked for, ask nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        github: GitHubArgs,
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
     },
     /// Check the configuration end to end (App key and id, installations and permissions,
     /// the trunk/<sha> tags, ClickHouse and the schema): one line per check, a fix for each
@@ -226,6 +248,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             webhook_secret,
             policy,
         } => replay::run(payloads, url, event, webhook_secret, policy).await,
+        Cmd::Redeliver {
+            deliveries,
+            since,
+            dry_run,
+            github,
+            clickhouse,
+        } => {
+            let ask = redeliver::Ask {
+                deliveries,
+                since,
+                dry_run,
+            };
+            redeliver::run(ask, github, clickhouse).await
+        }
         Cmd::Doctor {
             app,
             webhook_secret,

@@ -22,6 +22,9 @@ pub const NEEDED_PERMISSIONS: [(&str, &str); 4] = [
     ("metadata", "read"),
 ];
 
+/// Pages of 100 installations read at most (10,000 installations).
+pub const MAX_INSTALLATION_PAGES: u32 = 100;
+
 /// The events the App acts on (app-manifest.yml `default_events`).
 pub const NEEDED_EVENTS: [&str; 2] = ["workflow_run", "workflow_job"];
 
@@ -110,10 +113,11 @@ impl GitHub {
         self.app_client().get_json("/app").await
     }
 
-    /// `GET /app/installations` (App JWT), the first 100.
+    /// `GET /app/installations` (App JWT): every page, following `Link: rel="next"`, up to
+    /// `MAX_INSTALLATION_PAGES` (more is an error: the list was not read to the end).
     pub async fn installations(&self) -> Result<Vec<Installation>> {
         self.app_client()
-            .get_json("/app/installations?per_page=100")
+            .get_all("/app/installations?per_page=100", MAX_INSTALLATION_PAGES)
             .await
     }
 

@@ -26,7 +26,20 @@ impl GitHub {
         &self,
         cursor: Option<&str>,
     ) -> Result<(Vec<HookDelivery>, Option<String>)> {
-        let mut route = "/app/hook/deliveries?per_page=100&status=failure".to_string();
+        self.hook_deliveries(cursor, true).await
+    }
+
+    /// The App's webhook deliveries (every attempt; `failed_only`: those GitHub marks
+    /// failed), newest first (App JWT), one page at a time.
+    pub async fn hook_deliveries(
+        &self,
+        cursor: Option<&str>,
+        failed_only: bool,
+    ) -> Result<(Vec<HookDelivery>, Option<String>)> {
+        let mut route = "/app/hook/deliveries?per_page=100".to_string();
+        if failed_only {
+            route.push_str("&status=failure");
+        }
         if let Some(c) = cursor {
             route.push_str(&format!("&cursor={}", url_escape(c)));
         }

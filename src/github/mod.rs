@@ -20,6 +20,7 @@ pub mod actions;
 pub mod app_info;
 pub mod clock;
 pub mod dispatch;
+pub mod health;
 pub mod hooks;
 pub mod kill_switch;
 mod transport;
@@ -67,6 +68,8 @@ pub struct GitHub {
     repo_installations: Arc<Mutex<HashMap<String, u64>>>,
     /// GitHub's clock, from the `Date` header of every answer.
     clock: Arc<clock::Clock>,
+    /// How GitHub has been answering (`/healthz`, `/metrics`).
+    health: Arc<health::Health>,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +98,7 @@ impl GitHub {
             token_lock: Default::default(),
             repo_installations: Default::default(),
             clock: Default::default(),
+            health: Default::default(),
         })
     }
 
@@ -108,9 +112,25 @@ impl GitHub {
         self.clock.offset()
     }
 
+    /// How GitHub has been answering: the last call, the last success and error, the rate
+    /// limit left per credential.
+    pub fn status(&self) -> health::GitHubStatus {
+        self.health.snapshot()
+    }
+
     /// The client acting as the App itself (App JWT) or with the token.
     fn app_client(&self) -> Client {
-        Client::new(self.base.clone(), self.clock.clone())
+        let auth = if self.is_app {
+            health::Auth::App
+        } else {
+            health::Auth::Token
+        };
+        Client::new(
+            self.base.clone(),
+            self.clock.clone(),
+            self.health.clone(),
+            auth,
+        )
     }
 
     /// The client acting as an installation. One client per installation is kept behind an
@@ -143,13 +163,26 @@ impl GitHub {
         // request: a failure here means nothing was sent, which callers can rely on.
         // One lookup at a time, so concurrent first requests share one fetched token.
         let _one_fetch_at_a_time = self.token_lock.lock().await;
-        client.installation_token().await.map_err(|e| {
-            anyhow!(
+        if let Err(e) = client.installation_token().await {
+            let route = format!("/app/installations/{id}/access_tokens");
+            let status = match &e {
+                octocrab::Error::GitHub { source, .. } => Some(source.status_code),
+                _ => None,
+            };
+            let error = format!(
                 "could not get an installation token for installation {id}: {}",
                 error_chain(&e)
-            )
-        })?;
-        Ok(Client::new(client, self.clock.clone()))
+            );
+            self.health.finished(&route, status, Some(error.clone()));
+            return Err(anyhow!(error));
+        }
+        let (clock, health) = (self.clock.clone(), self.health.clone());
+        Ok(Client::new(
+            client,
+            clock,
+            health,
+            health::Auth::Installation,
+        ))
     }
 
     /// `GET /repos/{owner}/{repo}/installation` (App JWT), cached per repository.

@@ -3,6 +3,7 @@
 //! errors, rate limits). No POST is ever retried here.
 
 use super::clock::Clock;
+use super::health::{Auth, Health};
 use anyhow::{Context, Result, anyhow, bail};
 use chrono::Utc;
 use http::StatusCode;
@@ -69,11 +70,19 @@ pub(super) struct Refused {
 }
 
 /// An octocrab client (the App's own, or an installation's) that notes GitHub's clock from
-/// every answer's `Date` header.
+/// every answer's `Date` header, and how each request went (`health`: `/healthz`, `/metrics`).
 #[derive(Clone)]
 pub(super) struct Client {
     octo: Arc<Octocrab>,
     clock: Arc<Clock>,
+    health: Arc<Health>,
+    auth: Auth,
+}
+
+/// A read that did not give what was asked: GitHub's last status (None: no answer) and why.
+struct Failed {
+    status: Option<StatusCode>,
+    error: anyhow::Error,
 }
 
 /// The value of `param` in the `rel="next"` link of GitHub's `Link` header, if any.
@@ -91,8 +100,13 @@ fn next_param(headers: &http::HeaderMap, param: &str) -> Option<String> {
 }
 
 impl Client {
-    pub fn new(octo: Arc<Octocrab>, clock: Arc<Clock>) -> Client {
-        Client { octo, clock }
+    pub fn new(octo: Arc<Octocrab>, clock: Arc<Clock>, health: Arc<Health>, auth: Auth) -> Client {
+        Client {
+            octo,
+            clock,
+            health,
+            auth,
+        }
     }
 
     /// GET with the one retry layer for reads: 5xx, transport errors and rate limits
@@ -103,8 +117,8 @@ impl Client {
 
     /// `get_json`, with GitHub's 404 as `None` (a ref or an installation that may not exist).
     pub async fn get_optional<T: DeserializeOwned>(&self, route: &str) -> Result<Option<T>> {
-        match self.get_json(route).await {
-            Ok(v) => Ok(Some(v)),
+        match self.get_noted(route, "page", true).await {
+            Ok((v, _)) => Ok(Some(v)),
             Err(e)
                 if e.downcast_ref::<Refused>().map(|r| r.status) == Some(StatusCode::NOT_FOUND) =>
             {
@@ -141,11 +155,42 @@ impl Client {
         route: &str,
         param: &str,
     ) -> Result<(T, Option<String>)> {
+        self.get_noted(route, param, false).await
+    }
+
+    /// `get_page`, its outcome noted; with `absent_ok`, a 404 counts as an answer.
+    async fn get_noted<T: DeserializeOwned>(
+        &self,
+        route: &str,
+        param: &str,
+        absent_ok: bool,
+    ) -> Result<(T, Option<String>)> {
+        match self.get_retrying(route, param).await {
+            Ok(v) => {
+                self.health.finished(route, Some(StatusCode::OK), None);
+                Ok(v)
+            }
+            Err(Failed { status, error }) => {
+                let absent = absent_ok && status == Some(StatusCode::NOT_FOUND);
+                let noted = (!absent).then(|| format!("{error:#}"));
+                self.health.finished(route, status, noted);
+                Err(error)
+            }
+        }
+    }
+
+    /// The one retry layer for reads.
+    async fn get_retrying<T: DeserializeOwned>(
+        &self,
+        route: &str,
+        param: &str,
+    ) -> std::result::Result<(T, Option<String>), Failed> {
         let mut attempt = 0;
         loop {
             let (status, headers, text) = match self.octo._get(route).await {
                 Ok(r) => {
                     self.clock.observe(r.headers(), Utc::now());
+                    self.health.answered(self.auth, r.headers());
                     let status = r.status();
                     let headers = r.headers().clone();
                     let text = self.octo.body_to_string(r).await.unwrap_or_default();
@@ -160,26 +205,30 @@ impl Client {
                 || headers
                     .get("x-ratelimit-remaining")
                     .is_some_and(|v| v.as_bytes() == b"0"));
+            let failed = |error: anyhow::Error| Failed { status, error };
             match status {
                 Some(s) if s.is_success() => {
                     let value = serde_json::from_str(&text)
-                        .with_context(|| format!("GET {route}: unexpected answer from GitHub"))?;
+                        .with_context(|| format!("GET {route}: unexpected answer from GitHub"))
+                        .map_err(failed)?;
                     return Ok((value, next_param(&headers, param)));
                 }
                 Some(s) if s.is_client_error() && !limited => {
-                    return Err(Refused {
-                        route: route.to_string(),
-                        status: s,
-                        message: github_message(&text),
-                    }
-                    .into());
+                    return Err(failed(
+                        Refused {
+                            route: route.to_string(),
+                            status: s,
+                            message: github_message(&text),
+                        }
+                        .into(),
+                    ));
                 }
                 _ if attempt >= 3 => {
-                    return Err(anyhow!(
+                    return Err(failed(anyhow!(
                         "GET {route}: gave up after {} attempts: {}",
                         attempt + 1,
                         status.map(|s| s.to_string()).unwrap_or(text)
-                    ));
+                    )));
                 }
                 _ => {
                     let github_now = Utc::now() + self.clock.offset();
@@ -204,10 +253,28 @@ impl Client {
         route: &str,
         body: Option<&serde_json::Value>,
     ) -> octocrab::Result<(StatusCode, octocrab::Result<String>)> {
-        let resp = self.octo._post(route, body).await?;
+        let resp = match self.octo._post(route, body).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                let error = format!("POST {route}: {}", error_chain(&e));
+                self.health.finished(route, None, Some(error));
+                return Err(e);
+            }
+        };
         self.clock.observe(resp.headers(), Utc::now());
+        self.health.answered(self.auth, resp.headers());
         let status = resp.status();
-        Ok((status, self.octo.body_to_string(resp).await))
+        let text = self.octo.body_to_string(resp).await;
+        let error = match (&text, status.is_success()) {
+            (_, false) => Some(format!(
+                "POST {route}: GitHub answered {status}: {}",
+                text.as_deref().map(github_message).unwrap_or_default()
+            )),
+            (Err(e), true) => Some(format!("POST {route}: the answer was lost: {e}")),
+            (Ok(_), true) => None,
+        };
+        self.health.finished(route, Some(status), error);
+        Ok((status, text))
     }
 }
 

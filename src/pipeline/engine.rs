@@ -146,6 +146,11 @@ impl Engine {
         &self.activity
     }
 
+    /// The kill switches as last looked up (the status page, `/healthz`).
+    pub fn kill_switches(&self) -> &KillSwitches {
+        &self.kill_switches
+    }
+
     /// Waits until no delivery or follow-up is in flight (tests, replay, shutdown), then
     /// writes what the recorder holds.
     pub async fn wait_idle(&self, timeout: Duration) -> bool {

@@ -7,9 +7,14 @@
 //! It fails closed: while the state is unknown (a lookup failed or timed out, or none
 //! finished in time) restarts are held, and the reason is recorded with each held restart.
 //! With `ttl` zero every decision waits for a lookup of its own (tests).
+//!
+//! `KillSwitches::view` is what the status page and `/healthz` show: each repository's state
+//! as its refresher last found it, since when, and whether lookups are failing.
 
 use super::effects::Actions;
 use crate::github::KillSwitch;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,6 +54,81 @@ struct Lookup {
     started: Instant,
     finished: Instant,
     state: SwitchState,
+    /// When it finished, and since when lookups have found this state (wall clock).
+    at: DateTime<Utc>,
+    since: DateTime<Utc>,
+    /// When a lookup last succeeded (None: none has).
+    last_success: Option<DateTime<Utc>>,
+}
+
+/// Whether two states are the same for an operator (pure): off and off, the same switch, or
+/// unknown and unknown whatever the reasons.
+fn same_state(a: &SwitchState, b: &SwitchState) -> bool {
+    match (a, b) {
+        (SwitchState::Unknown(_), SwitchState::Unknown(_)) => true,
+        _ => a == b,
+    }
+}
+
+/// A repository's kill switch as the status page and `/healthz` show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SwitchView {
+    pub repo: String,
+    /// `on`, `off`, `unknown` (lookups fail: restarts are held, failing closed), or
+    /// `not_looked_up` (no restart has been possible there since the App started; the first
+    /// one starts the lookups).
+    pub state: &'static str,
+    /// Restarts of this repository are held now (on, or unknown).
+    pub holds_restarts: bool,
+    /// Since when lookups have found this state.
+    pub since: Option<DateTime<Utc>>,
+    /// The issue that switched restarts off, and who labelled it.
+    pub switch: Option<KillSwitch>,
+    /// Why the state is unknown.
+    pub reason: Option<String>,
+    /// When the last lookup finished, and when one last succeeded.
+    pub last_lookup: Option<DateTime<Utc>>,
+    pub last_success: Option<DateTime<Utc>>,
+    /// The last lookup failed (the state shown is then `unknown`).
+    pub failing: bool,
+    /// The refresher is overdue (no lookup within `ttl` and the longest a lookup takes).
+    pub stale: bool,
+}
+
+impl SwitchView {
+    fn of(repo: &str, l: Option<&Lookup>, ttl: Duration) -> SwitchView {
+        let Some(l) = l else {
+            return SwitchView {
+                repo: repo.to_string(),
+                state: "not_looked_up",
+                holds_restarts: false,
+                since: None,
+                switch: None,
+                reason: None,
+                last_lookup: None,
+                last_success: None,
+                failing: false,
+                stale: false,
+            };
+        };
+        let (state, switch, reason) = match &l.state {
+            SwitchState::Off => ("off", None, None),
+            SwitchState::On(ks) => ("on", Some(ks.clone()), None),
+            SwitchState::Unknown(why) => ("unknown", None, Some(why.clone())),
+        };
+        SwitchView {
+            repo: repo.to_string(),
+            state,
+            holds_restarts: l.state.hold_reason().is_some(),
+            since: Some(l.since),
+            switch,
+            reason,
+            last_lookup: Some(l.at),
+            last_success: l.last_success,
+            failing: state == "unknown",
+            stale: !ttl.is_zero() && l.finished.elapsed() > ttl + LOOKUP_TIMEOUT,
+        }
+    }
 }
 
 /// Whether a lookup's state may stand for a decision taken at `asked`, without asking for
@@ -99,6 +179,44 @@ impl KillSwitches {
             github,
             repos: Mutex::default(),
         }
+    }
+
+    /// Every repository's switch as last looked up: those of `configured` first (in their
+    /// order; `not_looked_up` when no lookup started there yet), then any other looked up.
+    /// Empty when no kill switch is configured.
+    pub fn view(&self, configured: &[String]) -> Vec<SwitchView> {
+        if self.label.is_none() {
+            return Vec::new();
+        }
+        let repos = self.repos.lock().expect("kill switches lock");
+        let last = |repo: &str| {
+            repos
+                .iter()
+                .find(|(r, _)| r.eq_ignore_ascii_case(repo))
+                .and_then(|(_, f)| f.lookups.borrow().clone())
+        };
+        let mut out: Vec<SwitchView> = configured
+            .iter()
+            .map(|repo| SwitchView::of(repo, last(repo).as_ref(), self.ttl))
+            .collect();
+        let mut others: Vec<&String> = repos
+            .keys()
+            .filter(|r| !configured.iter().any(|c| c.eq_ignore_ascii_case(r)))
+            .collect();
+        others.sort();
+        for repo in others {
+            out.push(SwitchView::of(repo, last(repo).as_ref(), self.ttl));
+        }
+        out
+    }
+
+    /// The kill-switch label (None: no kill switch) and how often it is looked up.
+    pub fn label(&self) -> Option<&str> {
+        self.label.as_deref()
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     /// The state restarts of `repo` are decided under: the last lookup's, or, when it cannot
@@ -191,17 +309,29 @@ struct Refresh {
 
 impl Refresh {
     async fn run(self, found: watch::Sender<Option<Lookup>>, mut woken: watch::Receiver<()>) {
-        let mut before = None;
+        let mut before: Option<Lookup> = None;
         loop {
             let started = Instant::now();
             let state = self.look_up().await;
-            log_change(&self.repo, before.as_ref(), &state);
-            before = Some(state.clone());
+            log_change(&self.repo, before.as_ref().map(|l| &l.state), &state);
+            let at = Utc::now();
+            let failed = matches!(state, SwitchState::Unknown(_));
             let lookup = Lookup {
                 started,
                 finished: Instant::now(),
+                since: match &before {
+                    Some(b) if same_state(&b.state, &state) => b.since,
+                    _ => at,
+                },
+                last_success: if failed {
+                    before.as_ref().and_then(|b| b.last_success)
+                } else {
+                    Some(at)
+                },
+                at,
                 state,
             };
+            before = Some(lookup.clone());
             if found.send(Some(lookup)).is_err() {
                 return;
             }
@@ -263,6 +393,9 @@ mod tests {
             started,
             finished: started + took,
             state: SwitchState::Off,
+            at: Utc::now(),
+            since: Utc::now(),
+            last_success: None,
         }
     }
 
@@ -327,5 +460,44 @@ mod tests {
             unknown.hold_reason().unwrap(),
             "kill switch state unknown: the lookup failed: 502"
         );
+    }
+
+    #[test]
+    fn the_view_says_what_holds_restarts_and_since_when() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(60);
+        let at = Utc::now();
+        let ks = KillSwitch {
+            issue: 9,
+            labelled_by: "oncall".into(),
+            permission: "admin".into(),
+        };
+        let on = Lookup {
+            state: SwitchState::On(ks.clone()),
+            since: at - chrono::Duration::minutes(5),
+            last_success: Some(at),
+            ..lookup(t0, Duration::from_secs(1))
+        };
+        let v = SwitchView::of("o/r", Some(&on), ttl);
+        assert_eq!((v.state, v.holds_restarts, v.failing), ("on", true, false));
+        assert_eq!(v.switch, Some(ks));
+        assert_eq!(v.since, Some(at - chrono::Duration::minutes(5)));
+        let unknown = Lookup {
+            state: SwitchState::Unknown("the lookup failed: 502".into()),
+            ..on.clone()
+        };
+        let v = SwitchView::of("o/r", Some(&unknown), ttl);
+        assert_eq!(
+            (v.state, v.holds_restarts, v.failing),
+            ("unknown", true, true)
+        );
+        assert_eq!(v.reason.as_deref(), Some("the lookup failed: 502"));
+        let none = SwitchView::of("o/r", None, ttl);
+        assert_eq!((none.state, none.holds_restarts), ("not_looked_up", false));
+        assert!(same_state(
+            &SwitchState::Unknown("a".into()),
+            &SwitchState::Unknown("b".into())
+        ));
+        assert!(!same_state(&SwitchState::Off, &on.state));
     }
 }

@@ -60,11 +60,12 @@ fn describe() {
     );
     describe_counter!(
         "autorevert_github_errors_total",
-        "GitHub requests that failed (after the read retry layer), by kind."
+        "GitHub requests that failed (after the read retry layer), by endpoint kind and status \
+         (no_answer: none came; unreadable: a 2xx that could not be read)."
     );
     describe_gauge!(
         "autorevert_github_rate_limit_remaining",
-        "GitHub's x-ratelimit-remaining at the last answer."
+        "GitHub's x-ratelimit-remaining at the last answer, by credential (app, installation, token)."
     );
     describe_gauge!(
         "autorevert_queue_depth",

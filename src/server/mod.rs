@@ -4,6 +4,7 @@
 
 pub mod connections;
 pub mod descriptors;
+pub mod healthz;
 pub mod metrics;
 pub mod routes;
 pub mod setup;
@@ -132,6 +133,7 @@ pub async fn assemble(p: Parts) -> anyhow::Result<App> {
         heartbeat: heartbeat.clone(),
         startup: status.clone(),
         store: p.store.clone(),
+        github: p.github.clone(),
     });
     Ok(App {
         router,

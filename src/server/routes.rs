@@ -4,6 +4,7 @@
 use super::startup::StartupStatus;
 use crate::background::TaskView;
 use crate::background::heartbeat::Heartbeat;
+use crate::github::GitHub;
 use crate::intake::webhook::{self, Intake, MAX_BODY_BYTES};
 use crate::pipeline::Pipeline;
 use crate::store::Store;
@@ -30,6 +31,8 @@ pub struct Health {
     /// Where `/healthz` says how ClickHouse answered lately, and the status pages read the
     /// ledger (None: no ClickHouse).
     pub store: Option<Store>,
+    /// Where `/healthz` says how GitHub answered lately (None: no GitHub credentials).
+    pub github: Option<GitHub>,
 }
 
 /// The App's router; tests call it in-process, `serve` puts it on a socket.
@@ -39,7 +42,7 @@ pub fn router(health: Health) -> Router {
         .with_state(health.intake.clone());
     let status = super::status::routes(health.store.clone(), health.pipeline.clone());
     Router::new()
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(super::healthz::healthz))
         .route("/metrics", get(metrics))
         .with_state(health)
         .merge(intake)
@@ -142,28 +145,4 @@ async fn metrics(State(h): State<Health>) -> Response {
         )
             .into_response(),
     }
-}
-
-async fn healthz(State(h): State<Health>) -> Response {
-    let others = h
-        .heartbeat
-        .as_ref()
-        .map(|hb| hb.others())
-        .unwrap_or_default();
-    Json(json!({
-        "status": "ok",
-        // Until ready, deliveries are taken into the log but not yet handled.
-        "startup": h.startup.snapshot(),
-        "backlog": h.pipeline.engine().activity().backlog(),
-        // How the last ClickHouse call went (null: none yet).
-        "clickhouse": h.store.as_ref().and_then(Store::last_call),
-        "queued": h.pipeline.queued(),
-        // Deliveries whose handling panicked (each stays in the delivery log).
-        "worker_panics": h.pipeline.engine().activity().panics(),
-        "restarts_tracked": h.pipeline.engine().restarts().len(),
-        // Non-empty: another instance writes to the same database (run one replica).
-        "other_instances": others,
-        "background_tasks": h.tasks.snapshot(),
-    }))
-    .into_response()
 }

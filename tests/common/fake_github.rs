@@ -107,7 +107,21 @@ pub struct GhState {
     pub tags: HashSet<(String, String)>,
     /// The webhook secret GitHub generates for the next App made from a manifest.
     pub generated_secret: String,
+    /// Requests counted against each credential's rate limit this hour (an installation
+    /// token, `app` for App JWTs, `anonymous`), reported in `x-ratelimit-*` as GitHub does.
+    pub rate_used: HashMap<String, u64>,
+    /// When the current rate-limit window resets (Unix seconds, GitHub's clock).
+    pub rate_reset: i64,
+    /// Requests a credential first seen this hour has already spent (elsewhere).
+    pub rate_spent_elsewhere: u64,
+    /// GitHub is down: every request is answered with this status (502, 503).
+    pub down: Option<u16>,
 }
+
+/// GitHub's primary rate limit per hour: an installation's or an App's, and without
+/// authentication.
+pub const RATE_LIMIT: u64 = 5000;
+pub const ANONYMOUS_RATE_LIMIT: u64 = 60;
 
 impl GhState {
     /// Now, on GitHub's clock.
@@ -202,13 +216,57 @@ fn check_token(st: &GhState, headers: &HeaderMap, repo: &str) -> Result<String, 
     }
 }
 
-/// Every answer carries GitHub's `Date` header, on the fake's clock (see `set_clock_skew`).
+/// Every answer carries GitHub's `Date` header, on the fake's clock (see `set_clock_skew`),
+/// and the rate limit of the credential the request came with (`x-ratelimit-*`).
 async fn log_requests(State(st): State<Shared>, req: Request, next: Next) -> Response {
-    let mut resp = answer(&st, req, next).await;
-    let now = st.lock().unwrap().now();
+    let credential = match bearer(req.headers()) {
+        Some(t) if t.starts_with("ghs_") => t,
+        Some(_) => "app".to_string(),
+        None => "anonymous".to_string(),
+    };
+    let down = st.lock().unwrap().down;
+    let mut resp = match down {
+        Some(status) => {
+            st.lock().unwrap().requests.push((
+                req.method().to_string(),
+                req.uri().to_string(),
+                Instant::now(),
+            ));
+            gh_error(StatusCode::from_u16(status).unwrap(), "Server Error")
+        }
+        None => answer(&st, req, next).await,
+    };
+    let mut s = st.lock().unwrap();
+    let now = s.now();
     let date = now.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
     resp.headers_mut()
         .insert(axum::http::header::DATE, date.parse().unwrap());
+    if s.rate_reset <= now.timestamp() {
+        s.rate_reset = now.timestamp() + 3600;
+        s.rate_used.clear();
+    }
+    let limit = match credential.as_str() {
+        "anonymous" => ANONYMOUS_RATE_LIMIT,
+        _ => RATE_LIMIT,
+    };
+    let elsewhere = s.rate_spent_elsewhere;
+    let used = s.rate_used.entry(credential).or_insert(elsewhere);
+    *used += 1;
+    let remaining = limit.saturating_sub(*used);
+    let used = *used;
+    let reset = s.rate_reset;
+    for (name, value) in [
+        ("x-ratelimit-limit", limit.to_string()),
+        ("x-ratelimit-remaining", remaining.to_string()),
+        ("x-ratelimit-used", used.to_string()),
+        ("x-ratelimit-reset", reset.to_string()),
+        ("x-ratelimit-resource", "core".to_string()),
+    ] {
+        // A scripted rate-limit answer keeps the headers it was given.
+        resp.headers_mut()
+            .entry(name)
+            .or_insert(value.parse().unwrap());
+    }
     resp
 }
 
@@ -538,8 +596,12 @@ async fn hook_deliveries(
         .collect();
     let mut resp = Json(page).into_response();
     if start + per_page < all.len() {
+        let status = q
+            .get("status")
+            .map(|s| format!("&status={s}"))
+            .unwrap_or_default();
         let link = format!(
-            "<https://api.github.com/app/hook/deliveries?per_page={per_page}&status=failure&cursor={}>; rel=\"next\"",
+            "<https://api.github.com/app/hook/deliveries?per_page={per_page}{status}&cursor={}>; rel=\"next\"",
             start + per_page
         );
         resp.headers_mut().insert("link", link.parse().unwrap());
@@ -743,7 +805,11 @@ async fn get_app(State(st): State<Shared>, headers: HeaderMap) -> Response {
     .into_response()
 }
 
-async fn list_installations(State(st): State<Shared>, headers: HeaderMap) -> Response {
+async fn list_installations(
+    State(st): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
     let s = st.lock().unwrap();
     if let Err(r) = check_jwt(&s, &headers) {
         return r;
@@ -751,7 +817,7 @@ async fn list_installations(State(st): State<Shared>, headers: HeaderMap) -> Res
     let mut ids: Vec<u64> = s.installations.keys().copied().collect();
     ids.sort();
     let list: Vec<Value> = ids.iter().map(|id| installation_json(&s, *id)).collect();
-    Json(list).into_response()
+    paginated(list, "/app/installations", &q)
 }
 
 /// GitHub's new-App page receiving the manifest form: GitHub registers the App (here: keeps
@@ -902,6 +968,30 @@ impl FakeGitHub {
         s.installation_permissions.insert(installation, permissions);
     }
 
+    /// `n` more installations of the App, on other accounts, with ids below every other
+    /// (listed first: GitHub lists installations by id).
+    pub fn add_installations(&self, n: u64) {
+        let mut s = self.state.lock().unwrap();
+        for i in 1..=n {
+            s.installations.insert(i, vec![format!("org-{i}/project")]);
+        }
+    }
+
+    /// GitHub answers every request with `status` (Some(503): an outage) or serves again.
+    pub fn set_down(&self, status: Option<u16>) {
+        self.state.lock().unwrap().down = status;
+    }
+
+    /// Spends `n` requests of every credential's rate limit this hour, those seen so far
+    /// and those seen later (tokens issued later, too).
+    pub fn spend_rate_limit(&self, n: u64) {
+        let mut s = self.state.lock().unwrap();
+        for used in s.rate_used.values_mut() {
+            *used += n;
+        }
+        s.rate_spent_elsewhere += n;
+    }
+
     /// The webhook secret GitHub generated for the App made from a manifest.
     pub fn generated_secret(&self) -> String {
         self.state.lock().unwrap().generated_secret.clone()
@@ -1009,6 +1099,10 @@ impl FakeGitHub {
             commits: HashMap::new(),
             tags: HashSet::new(),
             generated_secret: format!("whsec{}", uuid::Uuid::new_v4().simple()),
+            rate_used: HashMap::new(),
+            rate_reset: 0,
+            rate_spent_elsewhere: 0,
+            down: None,
         }));
         let app = Router::new()
             .route("/app/installations/{id}/access_tokens", post(access_tokens))

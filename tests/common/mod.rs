@@ -124,6 +124,33 @@ pub struct TestApp {
     pub tasks: autorevert::background::Tasks,
 }
 
+/// Waits until `f` holds, polling every 50 ms for at most `secs` seconds.
+pub async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..secs * 20 {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// The value of a `/metrics` series with these labels, summed over the others (0 when
+/// absent); a histogram's count.
+pub fn metric(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    use prometheus_parse::Value;
+    s.samples
+        .iter()
+        .filter(|x| x.metric == name)
+        .filter(|x| labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match &x.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
+            Value::Summary(_) => 0.0,
+        })
+        .sum()
+}
+
 /// A plain HTTP client for talking to a running binary. reqwest is built without a default
 /// TLS provider (the App installs ring's); install it here too, or a test that runs before
 /// any App is assembled panics with "No provider set".

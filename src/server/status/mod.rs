@@ -12,6 +12,7 @@ mod html;
 pub mod view;
 
 use crate::pipeline::Pipeline;
+use crate::pipeline::kill_switch::SwitchView;
 use crate::restart::RestartAction;
 use crate::store::Store;
 use crate::store::status::{OutcomeFilter, RestartFilter};
@@ -164,13 +165,15 @@ pub struct FilterView {
     pub outcome: Option<&'static str>,
 }
 
-/// What is known of the kill switch here: its label, and the last restart it held. Its
-/// state is looked up only when a restart is about to happen, so no hold in the window
-/// means it was not seen on, not that it is off.
+/// The kill switch: its label, each repository's state as the refresher last found it
+/// (on, off, unknown while lookups fail, or not looked up yet), and the last restart it held.
 #[derive(Debug, Serialize)]
 pub struct KillSwitchView {
     /// None: no kill switch is configured.
     pub label: Option<String>,
+    /// How often each repository's switch is looked up again (`KILL_SWITCH_TTL_SECS`).
+    pub every_secs: u64,
+    pub repos: Vec<SwitchView>,
     pub hours: u32,
     pub last_hold: Option<EventView>,
 }
@@ -198,7 +201,8 @@ impl Pages {
             store.last_kill_switch_hold(KILL_SWITCH_HOURS)
         );
         let page = page.map_err(Problem::Store)?;
-        let policy = &self.pipeline.engine().policy;
+        let engine = self.pipeline.engine();
+        let policy = &engine.policy;
         Ok(Listing {
             restarts: page.restarts.iter().map(RestartView::of).collect(),
             page: ask.page,
@@ -212,6 +216,8 @@ impl Pages {
             workflows: workflows.map_err(Problem::Store)?,
             kill_switch: KillSwitchView {
                 label: policy.kill_switch_label.clone(),
+                every_secs: engine.kill_switches().ttl().as_secs(),
+                repos: engine.kill_switches().view(&policy.repos),
                 hours: KILL_SWITCH_HOURS,
                 last_hold: hold.map_err(Problem::Store)?.map(EventView::from),
             },
