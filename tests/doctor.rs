@@ -87,6 +87,7 @@ async fn a_healthy_setup_passes_every_check() {
         "webhook secret",
         "private key",
         "GET /app (App JWT)",
+        "clock",
         "GET /app/installations",
         "installation on pytorch/pytorch",
         "trunk/<sha> tag on pytorch/pytorch",
@@ -104,7 +105,7 @@ async fn a_healthy_setup_passes_every_check() {
         d.line("trunk/<sha> tag")
             .contains(&format!("trunk/{} exists", sha(1)))
     );
-    assert!(d.out.contains("9 OK, 0 warning(s), 0 failed"), "{}", d.out);
+    assert!(d.out.contains("10 OK, 0 warning(s), 0 failed"), "{}", d.out);
 
     // A newest commit without its tag: a warning that explains the convention, no failure.
     github.push_commit(REPO, &sha(2), false);
@@ -205,4 +206,37 @@ async fn installations_are_read_past_the_first_page() {
         "page 2 was read: {pages:?}"
     );
     assert!(d.line("installation on pytorch/pytorch").starts_with("OK"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_off_from_github_s_is_named_with_its_fix() {
+    let store = fresh_store().await;
+    let github = FakeGitHub::start(INSTALLATION, &[REPO]).await;
+    github.push_commit(REPO, &sha(1), true);
+
+    // GitHub's Date says 20 s later than ours: a warning, no failure.
+    github.set_clock_skew(chrono::Duration::seconds(20));
+    let d = doctor(env(&github, &store)).await;
+    let clock = d.line("clock");
+    assert!(
+        clock.starts_with("WARN") && clock.contains("s behind GitHub's"),
+        "{clock}"
+    );
+    assert_eq!(d.code, Some(0));
+
+    // Ours three minutes fast: the App JWT would be refused; doctor fails and says why.
+    github.set_clock_skew(chrono::Duration::minutes(-3));
+    let d = doctor(env(&github, &store)).await;
+    let clock = d.line("clock");
+    assert!(
+        clock.starts_with("FAIL") && clock.contains("ahead of GitHub's"),
+        "{clock}"
+    );
+    let secs: f64 = clock
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap();
+    assert!((178.0..=182.0).contains(&secs), "{clock}");
+    assert!(d.fix("clock").contains("NTP"), "{}", d.out);
+    assert_eq!(d.code, Some(1));
 }

@@ -49,7 +49,11 @@ pub async fn run(
     let repos = settings(&mut r, &policy, webhook_secret.as_deref());
     let gh = app_client(&mut r, &github);
     let app = match &gh {
-        Some(gh) => app_check(&mut r, gh).await,
+        Some(gh) => {
+            let app = app_check(&mut r, gh).await;
+            clock_check(&mut r, gh);
+            app
+        }
         None => None,
     };
     match (&gh, &app) {
@@ -165,6 +169,33 @@ async fn app_check(r: &mut Report, gh: &GitHub) -> Option<AppInfo> {
             r.fail("GET /app (App JWT)", &format!("{e:#}"), fix);
             None
         }
+    }
+}
+
+/// The App JWT is signed with this machine's clock: octocrab dates it from 60 s before now
+/// to 9 min after, and GitHub refuses one that is not yet valid or that lasts over 10 min by
+/// its own clock. So a clock more than about a minute off, either way, locks the App out.
+fn clock_check(r: &mut Report, gh: &GitHub) {
+    let Some(offset) = gh.observed_clock_offset() else {
+        r.skip(
+            "clock",
+            "GitHub's answer carried no Date header to compare with",
+        );
+        return;
+    };
+    let secs = offset.num_milliseconds() as f64 / 1000.0;
+    let side = if secs > 0.0 { "behind" } else { "ahead of" };
+    let detail = format!(
+        "this machine's clock is {:.0} s {side} GitHub's",
+        secs.abs()
+    );
+    let fix = "the App JWT is dated by this clock and GitHub refuses it when the clock is \
+               about a minute off: keep the clock synchronised (NTP: chrony or \
+               systemd-timesyncd; in a container, the host's clock)";
+    match secs.abs() {
+        s if s >= 45.0 => r.fail("clock", &detail, fix),
+        s if s >= 10.0 => r.warn("clock", &detail, fix),
+        _ => r.ok("clock", &detail),
     }
 }
 

@@ -5,12 +5,13 @@
 //! look too old to belong to the restart.
 
 use chrono::{DateTime, Utc};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 /// The offset of GitHub's clock from ours (GitHub's time minus ours), from the latest answer.
 #[derive(Debug, Default)]
 pub struct Clock {
     offset_ms: AtomicI64,
+    seen: AtomicBool,
 }
 
 impl Clock {
@@ -20,6 +21,7 @@ impl Clock {
             let before = self
                 .offset_ms
                 .swap(offset.num_milliseconds(), Ordering::Relaxed);
+            self.seen.store(true, Ordering::Relaxed);
             if (before - offset.num_milliseconds()).abs() > 30_000 {
                 tracing::warn!(
                     offset_ms = offset.num_milliseconds(),
@@ -32,6 +34,11 @@ impl Clock {
     /// GitHub's time minus ours (zero until an answer with a `Date` header came).
     pub fn offset(&self) -> chrono::Duration {
         chrono::Duration::milliseconds(self.offset_ms.load(Ordering::Relaxed))
+    }
+
+    /// The offset, once an answer with a `Date` header has come (`None` before).
+    pub fn observed(&self) -> Option<chrono::Duration> {
+        self.seen.load(Ordering::Relaxed).then(|| self.offset())
     }
 }
 
@@ -64,7 +71,9 @@ mod tests {
         assert_eq!(offset.num_milliseconds(), -179_750);
         let clock = Clock::default();
         assert_eq!(clock.offset(), chrono::Duration::zero());
+        assert_eq!(clock.observed(), None);
         clock.observe(&h, ours);
+        assert_eq!(clock.observed(), Some(offset));
         assert_eq!(clock.offset(), offset);
         // An answer without a (readable) date changes nothing.
         clock.observe(&date("yesterday"), ours);

@@ -118,6 +118,11 @@ impl GitHub {
         self.health.snapshot()
     }
 
+    /// The offset, once any answer carried a `Date` header (`None` before).
+    pub fn observed_clock_offset(&self) -> Option<chrono::Duration> {
+        self.clock.observed()
+    }
+
     /// The client acting as the App itself (App JWT) or with the token.
     fn app_client(&self) -> Client {
         let auth = if self.is_app {
