@@ -1,6 +1,6 @@
 //! Requests to GitHub's REST API. octocrab is built without its `retry` feature, so nothing
-//! retries by itself; `Client::get_page` is the one retry layer, for reads only (5xx, transport
-//! errors, rate limits). No POST is ever retried here.
+//! retries by itself; `Client::retried` is the one retry layer, for reads and idempotent
+//! PATCHes only (5xx, transport errors, rate limits). No POST is ever retried here.
 
 use super::clock::Clock;
 use anyhow::{Context, Result, anyhow, bail};
@@ -59,10 +59,12 @@ fn rate_limit_wait(
     Duration::from_millis(500 * 2u64.pow(attempt))
 }
 
-/// A read GitHub refused with a 4xx (not a rate limit): it is not retried.
+/// A read (or an idempotent update) GitHub refused with a 4xx (not a rate limit): it is not
+/// retried.
 #[derive(Debug, thiserror::Error)]
-#[error("GET {route}: GitHub answered {status}: {message}")]
+#[error("{method} {route}: GitHub answered {status}: {message}")]
 pub(super) struct Refused {
+    method: &'static str,
     route: String,
     pub status: StatusCode,
     message: String,
@@ -141,9 +143,37 @@ impl Client {
         route: &str,
         param: &str,
     ) -> Result<(T, Option<String>)> {
+        self.retried(route, None, param).await
+    }
+
+    /// PATCH, retried by the same rule as reads: an update that sets absolute values can be
+    /// applied twice without harm (no POST ever goes through here).
+    pub async fn patch_json<T: DeserializeOwned>(
+        &self,
+        route: &str,
+        body: &serde_json::Value,
+    ) -> Result<T> {
+        self.retried(route, Some(body), "page")
+            .await
+            .map(|(v, _)| v)
+    }
+
+    /// The one retry layer: a GET (`body` None) or an idempotent PATCH, retried on 5xx,
+    /// transport errors and rate limits (403/429 with rate-limit headers), up to 3 times.
+    async fn retried<T: DeserializeOwned>(
+        &self,
+        route: &str,
+        body: Option<&serde_json::Value>,
+        param: &str,
+    ) -> Result<(T, Option<String>)> {
+        let method = if body.is_some() { "PATCH" } else { "GET" };
         let mut attempt = 0;
         loop {
-            let (status, headers, text) = match self.octo._get(route).await {
+            let sent = match body {
+                None => self.octo._get(route).await,
+                Some(b) => self.octo._patch(route, Some(b)).await,
+            };
+            let (status, headers, text) = match sent {
                 Ok(r) => {
                     self.clock.observe(r.headers(), Utc::now());
                     let status = r.status();
@@ -162,12 +192,14 @@ impl Client {
                     .is_some_and(|v| v.as_bytes() == b"0"));
             match status {
                 Some(s) if s.is_success() => {
-                    let value = serde_json::from_str(&text)
-                        .with_context(|| format!("GET {route}: unexpected answer from GitHub"))?;
+                    let value = serde_json::from_str(&text).with_context(|| {
+                        format!("{method} {route}: unexpected answer from GitHub")
+                    })?;
                     return Ok((value, next_param(&headers, param)));
                 }
                 Some(s) if s.is_client_error() && !limited => {
                     return Err(Refused {
+                        method,
                         route: route.to_string(),
                         status: s,
                         message: github_message(&text),
@@ -176,7 +208,7 @@ impl Client {
                 }
                 _ if attempt >= 3 => {
                     return Err(anyhow!(
-                        "GET {route}: gave up after {} attempts: {}",
+                        "{method} {route}: gave up after {} attempts: {}",
                         attempt + 1,
                         status.map(|s| s.to_string()).unwrap_or(text)
                     ));
@@ -185,10 +217,11 @@ impl Client {
                     let github_now = Utc::now() + self.clock.offset();
                     let wait = rate_limit_wait(&headers, attempt, github_now);
                     tracing::warn!(
+                        method,
                         route,
                         ?status,
                         wait_ms = wait.as_millis() as u64,
-                        "retrying GitHub read"
+                        "retrying GitHub call"
                     );
                     tokio::time::sleep(wait).await;
                     attempt += 1;
