@@ -121,6 +121,10 @@ async fn one_check_run_goes_from_dispatch_to_a_neutral_verdict_through_redeliver
     app.settle().await;
     assert_eq!(only_check_run(&app.github, &sha), c);
     assert_eq!(posts(&app.github), 1, "one create in all");
+    let lookups = app.github.requests_matching("GET", "/check-runs?");
+    assert_eq!(lookups.len(), 1, "looked up once, then its id is known");
+    let patches = app.github.requests_matching("PATCH", "/check-runs/");
+    assert_eq!(patches.len(), c.updates as usize, "every update was needed");
 }
 
 /// The failed push run of `original_failure`, as GitHub would deliver it again.
