@@ -127,6 +127,9 @@ async fn check_tells_restarted_confirmed_and_outcome_by_exit_code() {
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(out.contains("outcome: reproduced"), "{out}");
     assert!(out.contains(&format!("run {run_id}")), "{out}");
+    let check = &app.github.check_runs(&sha)[0];
+    let url = format!("check run: https://github.com/{REPO}/runs/{}", check.id);
+    assert!(out.contains(&url), "the check run on the commit: {out}");
 }
 
 #[test]

@@ -101,6 +101,7 @@ async fn a_healthy_setup_passes_every_check() {
             .contains("\"pytorch-autorevert-restarter\"")
     );
     assert!(d.line("installation on").contains("issues: read"));
+    assert!(d.line("installation on").contains("checks: write"));
     assert!(
         d.line("trunk/<sha> tag")
             .contains(&format!("trunk/{} exists", sha(1)))
@@ -160,7 +161,7 @@ async fn a_repository_without_the_app_and_a_missing_permission_fail_with_their_f
     assert_eq!(d.code, Some(1));
     let perms = d.line("installation on pytorch/pytorch");
     assert!(
-        perms.starts_with("FAIL") && perms.contains("lacks permission issues: read"),
+        perms.starts_with("FAIL") && perms.contains("lacks permission checks: write, issues: read"),
         "{perms}"
     );
     assert!(

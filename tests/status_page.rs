@@ -7,7 +7,7 @@
 mod common;
 
 use autorevert::restart::outcome::JobVerdict;
-use autorevert::restart::{Restart, RestartKey, Status, Timeline, Verdict};
+use autorevert::restart::{CheckRun, Restart, RestartKey, Status, Timeline, Verdict};
 use autorevert::store::Store;
 use autorevert::store::batch::{Batch, Entry};
 use autorevert::store::rows::{EventRow, RestartRow, VerdictRow};
@@ -83,7 +83,22 @@ fn restart(n: u32, status: Status, outcome: Option<Verdict>, workflow: &str) -> 
         },
         delivery_id: SECRET_DELIVERY.into(),
         version: autorevert::restart::next_version(),
+        check: CheckRun {
+            wanted: true,
+            id: run.map(|_| check_run_id(n)),
+            url: run.map(|_| check_run_url(n)).unwrap_or_default(),
+            ..CheckRun::default()
+        },
     }
+}
+
+fn check_run_id(n: u32) -> u64 {
+    40_000_000 + u64::from(n)
+}
+
+/// The `autorevert` check run of restart `n` on GitHub (dispatched ones have one).
+fn check_run_url(n: u32) -> String {
+    format!("https://github.com/{REPO}/runs/{}", check_run_id(n))
 }
 
 /// The restarts in every state (numbers 1 to 10, 1 the newest), with the per-job evidence
@@ -385,6 +400,13 @@ async fn a_restart_shows_its_job_evidence_and_event_log() {
     assert_eq!(html.matches("<tr class=\"event\">").count(), 2);
     assert!(html.contains("jobs visible"));
     assert!(html.contains("restarted run completed"));
+    assert!(
+        html.contains(&format!(
+            "<a class=\"check-run\" href=\"{}\">",
+            check_run_url(8)
+        )),
+        "the check run on the commit is linked"
+    );
 
     let v = api(&app, &format!("/api/restarts/{}", r.restart_id)).await;
     let restart = &v["restart"];
@@ -423,9 +445,16 @@ async fn a_restart_shows_its_job_evidence_and_event_log() {
         .collect();
     assert_eq!(kinds, ["dispatched", "confirmed"]);
 
+    assert_eq!(restart["links"]["check_run"], check_run_url(8));
+
     // Not yet judged: no evidence, said so. Unknown ids: 404, as a page and as JSON.
     let pending = page(&app, &format!("/restarts/{}", all[5].restart_id)).await;
     assert!(pending.contains("No per-job verdicts yet"));
+    let undispatched = page(&app, &format!("/restarts/{}", all[0].restart_id)).await;
+    assert!(
+        !undispatched.contains("class=\"check-run\""),
+        "no check run before a dispatch"
+    );
     for uri in [
         format!("/restarts/{REPO}/trunk/{}/1", commit(999)),
         format!("/api/restarts/{REPO}/trunk/{}/1", commit(999)),

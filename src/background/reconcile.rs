@@ -8,7 +8,9 @@
 //! * every restart not finished yet is read back: with a run id, the run itself; without
 //!   one, the dispatched runs on `trunk/<sha>` (the adopt rule of `restart::adopt`). Its
 //!   state becomes an event, so a run is attached, confirmed and judged even when its
-//!   follow-up webhooks never came.
+//!   follow-up webhooks never came;
+//! * every restart whose check run GitHub shows behind its state (a check-run call failed)
+//!   gets its check-run follow-up again.
 
 use crate::github::GitHub;
 use crate::intake::events::{Run, WorkflowRunEvent};
@@ -31,6 +33,8 @@ pub struct Pass {
     /// Failed runs handed back to the decision because GitHub refused their dispatch and
     /// the backoff has passed.
     pub retried_refused: usize,
+    /// Restarts whose check run on the commit was behind (a failed call) and is updated.
+    pub check_runs_resynced: usize,
     pub errors: usize,
 }
 
@@ -87,6 +91,7 @@ impl Reconciler<'_> {
                 self.refresh(&r, installation, &mut pass).await;
             }
         }
+        pass.check_runs_resynced = self.engine.resync_check_runs();
         pass
     }
 

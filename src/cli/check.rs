@@ -75,6 +75,12 @@ pub async fn run(
         if let Some(o) = r.outcome {
             println!("     outcome: {o}");
         }
+        if !r.check.url.is_empty() {
+            println!("     check run: {}", r.check.url);
+        }
+        if !r.check.error.is_empty() {
+            println!("     check run not up to date: {}", r.check.error);
+        }
     }
     let confirmed = visible
         || restarts

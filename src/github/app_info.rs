@@ -13,10 +13,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use url::Url;
 
-/// What each installation must grant: dispatch and read runs and jobs, read workflow files
-/// at `trunk/<sha>`, read the kill-switch issues; metadata every App has.
-pub const NEEDED_PERMISSIONS: [(&str, &str); 4] = [
+/// What each installation must grant: dispatch and read runs and jobs, write the check run
+/// on the commit, read workflow files at `trunk/<sha>`, read the kill-switch issues;
+/// metadata every App has.
+pub const NEEDED_PERMISSIONS: [(&str, &str); 5] = [
     ("actions", "write"),
+    ("checks", "write"),
     ("contents", "read"),
     ("issues", "read"),
     ("metadata", "read"),
@@ -252,7 +254,12 @@ mod tests {
         let some = installation(&[("actions", "read"), ("metadata", "read")]);
         assert_eq!(
             some.missing_permissions(),
-            vec!["actions: write", "contents: read", "issues: read"]
+            vec![
+                "actions: write",
+                "checks: write",
+                "contents: read",
+                "issues: read"
+            ]
         );
         assert_eq!(some.missing_events(), vec!["workflow_job"]);
     }

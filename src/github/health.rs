@@ -171,6 +171,7 @@ fn repo_endpoint(rest: &[&str]) -> &'static str {
         ["issues", _, "events"] => "issue_events",
         ["collaborators", _, "permission"] => "permission",
         ["commits"] => "commits",
+        ["commits", _, "check-runs"] | ["check-runs"] | ["check-runs", _] => "check_runs",
         ["git", "ref", ..] => "ref",
         _ => "other",
     }

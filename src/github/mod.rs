@@ -1,23 +1,27 @@
 //! GitHub: the client (App JWT -> installation tokens, one client per installation) and
 //! what the App asks of the REST API: `dispatch` (the dispatch protocol), `actions` (runs,
-//! jobs, workflows), `kill_switch`, `hooks` (the App's webhook deliveries), over
-//! `transport` (GET with the one retry layer for reads), and `app_info` (the App, its
-//! installations and the manifest flow's code exchange, for `doctor` and the setup pages).
+//! jobs, workflows), `check_runs` (the evidence on the commit), `kill_switch`, `hooks` (the
+//! App's webhook deliveries), over `transport` (GET and idempotent PATCH with the one retry
+//! layer), and `app_info` (the App, its installations and the manifest flow's code
+//! exchange, for `doctor` and the setup pages).
 //!
 //! octocrab is built without its `retry` feature, so nothing below retries a request by
 //! itself. Two kinds of resend exist, both safe by construction:
 //! * after a 401, octocrab clears the cached installation token and sends once more with a
 //!   fresh one; GitHub rejected the first attempt before acting on it;
-//! * `get_json` retries reads (GET) on 5xx, transport errors and rate limits.
+//! * `get_json` retries reads (GET) on 5xx, transport errors and rate limits, and
+//!   `patch_json` updates that set absolute values (a check run's PATCH) by the same rule.
 //!
 //! Every answer's `Date` header is noted (`clock`): times compared with GitHub's are
 //! corrected by the offset between its clock and ours.
 //!
 //! The dispatch POST is never retried here: an unknown outcome (5xx, timeout) is reported
 //! as such, and the caller lists the runs on `trunk/{sha}` before sending anything again.
+//! A check run's create POST likewise: the caller looks it up by its external id first.
 
 pub mod actions;
 pub mod app_info;
+pub mod check_runs;
 pub mod clock;
 pub mod dispatch;
 pub mod health;
@@ -26,6 +30,7 @@ pub mod kill_switch;
 mod transport;
 pub mod workflow_file;
 
+pub use check_runs::{CheckRunCreated, CheckRunRef, CheckRunRequest};
 pub use dispatch::{DispatchRequest, DispatchResult};
 pub use hooks::HookDelivery;
 pub use kill_switch::KillSwitch;

@@ -1,6 +1,6 @@
 //! Requests to GitHub's REST API. octocrab is built without its `retry` feature, so nothing
-//! retries by itself; `Client::get_page` is the one retry layer, for reads only (5xx, transport
-//! errors, rate limits). No POST is ever retried here.
+//! retries by itself; `Client::retried` is the one retry layer, for reads and idempotent
+//! PATCHes only (5xx, transport errors, rate limits). No POST is ever retried here.
 
 use super::clock::Clock;
 use super::health::{Auth, Health};
@@ -60,10 +60,12 @@ fn rate_limit_wait(
     Duration::from_millis(500 * 2u64.pow(attempt))
 }
 
-/// A read GitHub refused with a 4xx (not a rate limit): it is not retried.
+/// A read (or an idempotent update) GitHub refused with a 4xx (not a rate limit): it is not
+/// retried.
 #[derive(Debug, thiserror::Error)]
-#[error("GET {route}: GitHub answered {status}: {message}")]
+#[error("{method} {route}: GitHub answered {status}: {message}")]
 pub(super) struct Refused {
+    method: &'static str,
     route: String,
     pub status: StatusCode,
     message: String,
@@ -117,7 +119,7 @@ impl Client {
 
     /// `get_json`, with GitHub's 404 as `None` (a ref or an installation that may not exist).
     pub async fn get_optional<T: DeserializeOwned>(&self, route: &str) -> Result<Option<T>> {
-        match self.get_noted(route, "page", true).await {
+        match self.noted(route, None, "page", true).await {
             Ok((v, _)) => Ok(Some(v)),
             Err(e)
                 if e.downcast_ref::<Refused>().map(|r| r.status) == Some(StatusCode::NOT_FOUND) =>
@@ -155,17 +157,31 @@ impl Client {
         route: &str,
         param: &str,
     ) -> Result<(T, Option<String>)> {
-        self.get_noted(route, param, false).await
+        self.noted(route, None, param, false).await
     }
 
-    /// `get_page`, its outcome noted; with `absent_ok`, a 404 counts as an answer.
-    async fn get_noted<T: DeserializeOwned>(
+    /// PATCH, retried by the same rule as reads: an update that sets absolute values can be
+    /// applied twice without harm (no POST ever goes through here).
+    pub async fn patch_json<T: DeserializeOwned>(
         &self,
         route: &str,
+        body: &serde_json::Value,
+    ) -> Result<T> {
+        self.noted(route, Some(body), "page", false)
+            .await
+            .map(|(v, _)| v)
+    }
+
+    /// A GET or PATCH through the retry layer, its outcome noted; with `absent_ok`, a 404
+    /// counts as an answer.
+    async fn noted<T: DeserializeOwned>(
+        &self,
+        route: &str,
+        body: Option<&serde_json::Value>,
         param: &str,
         absent_ok: bool,
     ) -> Result<(T, Option<String>)> {
-        match self.get_retrying(route, param).await {
+        match self.retried(route, body, param).await {
             Ok(v) => {
                 self.health.finished(route, Some(StatusCode::OK), None);
                 Ok(v)
@@ -179,15 +195,22 @@ impl Client {
         }
     }
 
-    /// The one retry layer for reads.
-    async fn get_retrying<T: DeserializeOwned>(
+    /// The one retry layer: a GET (`body` None) or an idempotent PATCH, retried on 5xx,
+    /// transport errors and rate limits (403/429 with rate-limit headers), up to 3 times.
+    async fn retried<T: DeserializeOwned>(
         &self,
         route: &str,
+        body: Option<&serde_json::Value>,
         param: &str,
     ) -> std::result::Result<(T, Option<String>), Failed> {
+        let method = if body.is_some() { "PATCH" } else { "GET" };
         let mut attempt = 0;
         loop {
-            let (status, headers, text) = match self.octo._get(route).await {
+            let sent = match body {
+                None => self.octo._get(route).await,
+                Some(b) => self.octo._patch(route, Some(b)).await,
+            };
+            let (status, headers, text) = match sent {
                 Ok(r) => {
                     self.clock.observe(r.headers(), Utc::now());
                     self.health.answered(self.auth, r.headers());
@@ -209,13 +232,14 @@ impl Client {
             match status {
                 Some(s) if s.is_success() => {
                     let value = serde_json::from_str(&text)
-                        .with_context(|| format!("GET {route}: unexpected answer from GitHub"))
+                        .with_context(|| format!("{method} {route}: unexpected answer from GitHub"))
                         .map_err(failed)?;
                     return Ok((value, next_param(&headers, param)));
                 }
                 Some(s) if s.is_client_error() && !limited => {
                     return Err(failed(
                         Refused {
+                            method,
                             route: route.to_string(),
                             status: s,
                             message: github_message(&text),
@@ -225,7 +249,7 @@ impl Client {
                 }
                 _ if attempt >= 3 => {
                     return Err(failed(anyhow!(
-                        "GET {route}: gave up after {} attempts: {}",
+                        "{method} {route}: gave up after {} attempts: {}",
                         attempt + 1,
                         status.map(|s| s.to_string()).unwrap_or(text)
                     )));
@@ -234,10 +258,11 @@ impl Client {
                     let github_now = Utc::now() + self.clock.offset();
                     let wait = rate_limit_wait(&headers, attempt, github_now);
                     tracing::warn!(
+                        method,
                         route,
                         ?status,
                         wait_ms = wait.as_millis() as u64,
-                        "retrying GitHub read"
+                        "retrying GitHub call"
                     );
                     tokio::time::sleep(wait).await;
                     attempt += 1;

@@ -3,6 +3,7 @@
 //! follow-ups.
 
 use super::effects::{Actions, Evidence};
+use super::follow_ups::check_run::CheckRuns;
 use super::follow_ups::confirm::Confirm;
 use super::follow_ups::evaluate::Evaluate;
 use super::follow_ups::settle::Settle;
@@ -51,6 +52,7 @@ pub struct Engine {
     settle: Settle,
     confirm: Confirm,
     evaluate: Evaluate,
+    check_runs: Arc<CheckRuns>,
 }
 
 impl Engine {
@@ -62,14 +64,28 @@ impl Engine {
     ) -> Engine {
         let restarts = Arc::new(Restarts::new(evidence.clone()));
         let activity = Arc::new(Activity::default());
+        let follow_ups = FollowUps::new(activity.clone());
+        // Every transition may put the check run behind: it follows from `on_transition`.
+        let check_runs = Arc::new(CheckRuns {
+            restarts: Arc::downgrade(&restarts),
+            evidence: evidence.clone(),
+            github: github.clone(),
+            follow_ups: follow_ups.clone(),
+            lookup_delay: timing.dispatch_lookup_delay,
+        });
+        let on_change = check_runs.clone();
+        restarts.on_change(Box::new(move |r: &Restart| {
+            on_change.changed(r);
+        }));
         Engine {
+            check_runs,
             kill_switches: KillSwitches::new(
                 policy.kill_switch_label.clone(),
                 timing.kill_switch_ttl,
                 github.clone(),
             ),
             policy,
-            follow_ups: FollowUps::new(activity.clone()),
+            follow_ups,
             activity,
             settle: Settle {
                 restarts: restarts.clone(),
@@ -120,7 +136,16 @@ impl Engine {
         for (id, may_resend) in unsettled {
             self.settle.spawn(&self.follow_ups, &id, may_resend);
         }
+        // A check run left behind by the last run (a crash between the dispatch and its
+        // check run, GitHub failing the last call) is brought up to date.
+        self.resync_check_runs();
         Ok(n)
+    }
+
+    /// Starts the check-run follow-up of every restart whose check run is behind; how many.
+    pub fn resync_check_runs(&self) -> usize {
+        let all = self.restarts.all();
+        all.iter().filter(|r| self.check_runs.changed(r)).count()
     }
 
     /// Settles a restart whose dispatch outcome is unknown (the reconciler's entry).

@@ -9,11 +9,16 @@ use crate::store::recorder::Entry;
 use crate::store::rows::{EventRow, RestartRow, VerdictRow};
 use chrono::Utc;
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Called with every new version of a restart once it is persisted and logged.
+pub type OnChange = Box<dyn Fn(&Restart) + Send + Sync>;
 
 pub struct Restarts {
     ledger: Mutex<Ledger>,
     evidence: Arc<dyn Evidence>,
+    /// Side work that follows a restart's state (its check run): set once by the engine.
+    on_change: OnceLock<OnChange>,
 }
 
 impl Restarts {
@@ -21,7 +26,13 @@ impl Restarts {
         Restarts {
             ledger: Mutex::default(),
             evidence,
+            on_change: OnceLock::new(),
         }
+    }
+
+    /// Sets what runs after every transition (once; a second call is ignored).
+    pub fn on_change(&self, f: OnChange) {
+        let _ = self.on_change.set(f);
     }
 
     /// The ledger, also after a panic elsewhere poisoned its lock: each change to it is
@@ -114,6 +125,9 @@ impl Restarts {
             }
         }
         self.log(EventRow::for_change(&updated, &change)).await;
+        if let Some(f) = self.on_change.get() {
+            f(&updated);
+        }
         Some(updated)
     }
 

@@ -3,6 +3,7 @@
 //! No I/O happens here, so every rule is tested without a network, a clock or a database
 //! (`tests/decisions.rs`). The pipeline executes the commands.
 
+use super::check_run::CheckRun;
 use super::command::Command;
 use super::ledger::Ledger;
 use super::model::{
@@ -196,6 +197,7 @@ fn new_restart(
         reason: format!("run {} concluded {conclusion}", run.id),
         delivery_id: delivery_id.to_string(),
         version: next_version(),
+        check: CheckRun::new(!dry_run),
     }
 }
 

@@ -29,6 +29,10 @@ pub enum EventKind {
     Confirmed,
     Unconfirmed,
     Outcome,
+    /// The check run on the commit was created, found or updated.
+    CheckRunShown,
+    /// A check-run call failed (the restart goes on; it is tried again later).
+    CheckRunFailed,
 }
 }
 
@@ -55,6 +59,26 @@ pub enum Transition {
         run_conclusion: String,
         judgement: Judgement,
     },
+    /// What became of the restart's check run (never changes the restart's own state).
+    CheckRun(CheckRunStep),
+}
+
+/// A step of the restart's check run on its commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckRunStep {
+    /// GitHub shows the view with this digest, in check run `id` (`created`: by this call,
+    /// else found by its external id or already known); the original run's failing jobs it
+    /// listed (kept unless the restart knows them already).
+    Shown {
+        id: u64,
+        url: String,
+        digest: u32,
+        completed: bool,
+        created: bool,
+        failing_jobs: Vec<String>,
+    },
+    /// A call failed; it is tried again at the restart's next change or by the reconciler.
+    Failed { reason: String },
 }
 
 /// What a transition changed, as the event log records it.
@@ -117,6 +141,7 @@ impl Restart {
             Transition::WindowExpired { reason } => {
                 if self.status != Status::Completed {
                     self.status = Status::Unconfirmed;
+                    self.reason = reason.clone();
                 }
                 Change::new(EventKind::Unconfirmed, reason)
             }
@@ -124,6 +149,44 @@ impl Restart {
                 run_conclusion,
                 judgement,
             } => self.judged(run_conclusion, judgement, now),
+            Transition::CheckRun(step) => self.check_run(step),
+        }
+    }
+
+    fn check_run(&mut self, step: &CheckRunStep) -> Change {
+        match step {
+            CheckRunStep::Shown {
+                id,
+                url,
+                digest,
+                completed,
+                created,
+                failing_jobs,
+            } => {
+                let c = &mut self.check;
+                (c.id, c.shown) = (Some(*id), *digest);
+                if c.evidence.failing_jobs.is_empty() {
+                    c.evidence.failing_jobs = failing_jobs.clone();
+                }
+                if !url.is_empty() {
+                    c.url = url.clone();
+                }
+                c.error.clear();
+                let how = if *created { "created" } else { "updated" };
+                let status = if *completed {
+                    "completed, neutral"
+                } else {
+                    "in_progress"
+                };
+                Change::new(
+                    EventKind::CheckRunShown,
+                    format!("check run {id} {how} ({status})"),
+                )
+            }
+            CheckRunStep::Failed { reason } => {
+                self.check.error = reason.clone();
+                Change::new(EventKind::CheckRunFailed, reason)
+            }
         }
     }
 
@@ -213,6 +276,7 @@ impl Restart {
         self.times.completed_at = Some(now);
         self.outcome = Some(j.verdict);
         self.reason = format!("run {run_id} concluded {run_conclusion}; {}", j.reason);
+        self.check.evidence.verdicts = j.jobs.clone();
         Change {
             kind: EventKind::Outcome,
             message: format!("{}: {}", j.verdict, self.reason),
@@ -398,6 +462,60 @@ mod tests {
             (c.kind, r.reason.as_str()),
             (EventKind::LookupFailed, "502")
         );
+    }
+
+    #[test]
+    fn a_check_run_step_is_remembered_and_a_failure_recorded() {
+        let mut r = dispatching();
+        r.status = Status::Dispatched;
+        let failing_jobs = vec!["a / test (default)".to_string()];
+        let shown = Transition::CheckRun(CheckRunStep::Shown {
+            id: 77,
+            url: "https://github.com/o/r/runs/77".into(),
+            digest: 5,
+            completed: false,
+            created: true,
+            failing_jobs: failing_jobs.clone(),
+        });
+        let c = r.apply(&shown, at(3));
+        assert_eq!(c.kind, EventKind::CheckRunShown);
+        assert_eq!(c.message, "check run 77 created (in_progress)");
+        assert_eq!((r.check.id, r.check.shown), (Some(77), 5));
+        assert_eq!(r.check.evidence.failing_jobs, failing_jobs);
+        assert_eq!(
+            r.status,
+            Status::Dispatched,
+            "the restart itself is unchanged"
+        );
+        let failed = CheckRunStep::Failed {
+            reason: "GitHub answered 502".into(),
+        };
+        let c = r.apply(&Transition::CheckRun(failed), at(4));
+        assert_eq!(
+            (c.kind, r.check.error.as_str()),
+            (EventKind::CheckRunFailed, "GitHub answered 502")
+        );
+        assert_eq!(r.check.id, Some(77), "what was shown is kept");
+        r.apply(&shown, at(5));
+        assert!(r.check.error.is_empty(), "a success clears the error");
+    }
+
+    #[test]
+    fn judging_keeps_the_per_job_verdicts_for_the_check_run() {
+        let mut r = dispatching();
+        let job = |n: &str, c: &str| crate::restart::JobState {
+            name: n.into(),
+            status: crate::intake::states::RunStatus::Completed,
+            conclusion: Some(c.into()),
+        };
+        let j = crate::restart::outcome::judge(&[job("a", "failure")], &[job("a", "success")]);
+        let t = Transition::Judged {
+            run_conclusion: "success".into(),
+            judgement: j.clone(),
+        };
+        r.apply(&t, at(9));
+        assert_eq!(r.check.evidence.verdicts, j.jobs);
+        assert_eq!(r.check.evidence.verdicts[0].verdict, Verdict::NotReproduced);
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! Restarts: the domain. What a restart is (`model`) and how it changes (`lifecycle`), the
 //! ledger of them, the decisions (`decide`, with its `policy`, `pacing` and `command`s),
-//! which run belongs to a restart (`adopt`), and the verdict on a finished one (`outcome`).
+//! which run belongs to a restart (`adopt`), the verdict on a finished one (`outcome`), and
+//! the check run that shows it on the commit (`check_run`).
 //! All of it is pure: no I/O, no clock (time comes in as an argument).
 
 /// A domain enum stored and shown by its snake_case name (strum derives the conversions).
 macro_rules! snake_case_enum {
     ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident,)+ }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, strum::Display,
-                 strum::EnumString, strum::IntoStaticStr)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize,
+                 strum::Display, strum::EnumString, strum::IntoStaticStr)]
         #[serde(rename_all = "snake_case")]
         #[strum(serialize_all = "snake_case")]
         pub enum $name {
@@ -24,6 +25,7 @@ macro_rules! snake_case_enum {
 }
 
 pub mod adopt;
+pub mod check_run;
 pub mod command;
 pub mod decide;
 pub mod ledger;
@@ -34,6 +36,7 @@ pub mod pacing;
 pub mod policy;
 
 pub use adopt::adoptable;
+pub use check_run::{CheckRun, CheckRunView};
 pub use command::{Command, hold_for_kill_switch};
 pub use decide::{decide, may_dispatch};
 pub use ledger::Ledger;

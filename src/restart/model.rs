@@ -1,6 +1,7 @@
 //! A restart: one `workflow_dispatch` of a watched workflow on `trunk/<sha>`, from the
 //! decision to dispatch to the verdict on its jobs. How it changes is `lifecycle`.
 
+use super::check_run::CheckRun;
 use super::outcome::Verdict;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -98,6 +99,8 @@ pub struct Restart {
     pub reason: String,
     pub delivery_id: String,
     pub version: u64,
+    /// The check run showing this restart's evidence on its commit (`check_run.rs`).
+    pub check: CheckRun,
 }
 
 impl Restart {
@@ -195,6 +198,7 @@ pub(crate) mod fixtures {
             reason: String::new(),
             delivery_id: "d".into(),
             version: 1,
+            check: CheckRun::default(),
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use crate::intake::events::Job;
 use crate::intake::states::{Conclusion, RunStatus, failed};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Jobs PyTorch's autorevert never counts as evidence (its datasource drops them).
@@ -120,7 +120,7 @@ fn group(jobs: &[JobState]) -> BTreeMap<String, Group> {
     groups
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobVerdict {
     pub job: String,
     pub verdict: Verdict,

@@ -2,6 +2,7 @@
 
 use crate::intake::Delivery;
 use crate::intake::events::Job;
+use crate::restart::check_run::{CheckEvidence, CheckRun};
 use crate::restart::outcome::JobVerdict;
 use crate::restart::{
     Change, Command, EventKind, JobState, Restart, RestartKey, Status, Timeline, Verdict,
@@ -53,6 +54,14 @@ pub struct RestartRow {
     reason: String,
     delivery_id: String,
     version: u64,
+    // The check run on the commit (migration 6), together.
+    check_run_wanted: bool,
+    check_run_id: Option<u64>,
+    check_run_url: String,
+    check_run_shown: u32,
+    /// `CheckEvidence` as JSON ('' when none).
+    check_run_jobs: String,
+    check_run_error: String,
 }
 
 impl From<&Restart> for RestartRow {
@@ -83,6 +92,16 @@ impl From<&Restart> for RestartRow {
             reason: r.reason.clone(),
             delivery_id: r.delivery_id.clone(),
             version: r.version,
+            check_run_wanted: r.check.wanted,
+            check_run_id: r.check.id,
+            check_run_url: r.check.url.clone(),
+            check_run_shown: r.check.shown,
+            check_run_jobs: if r.check.evidence == CheckEvidence::default() {
+                String::new()
+            } else {
+                serde_json::to_string(&r.check.evidence).unwrap_or_default()
+            },
+            check_run_error: r.check.error.clone(),
         }
     }
 }
@@ -101,6 +120,19 @@ impl RestartRow {
                     .parse::<Verdict>()
                     .with_context(|| format!("restart {id}: unknown outcome {other:?}"))?,
             ),
+        };
+        let evidence = match self.check_run_jobs.as_str() {
+            "" => CheckEvidence::default(),
+            json => serde_json::from_str(json)
+                .with_context(|| format!("restart {id}: unreadable check_run_jobs"))?,
+        };
+        let check = CheckRun {
+            wanted: self.check_run_wanted,
+            id: self.check_run_id,
+            url: self.check_run_url,
+            evidence,
+            shown: self.check_run_shown,
+            error: self.check_run_error,
         };
         Ok(Restart {
             key: RestartKey {
@@ -128,6 +160,7 @@ impl RestartRow {
             delivery_id: self.delivery_id,
             version: self.version,
             restart_id: self.restart_id,
+            check,
         })
     }
 }

@@ -77,6 +77,24 @@ const MIGRATIONS: &[Migration] = &[
             )]
         },
     },
+    Migration {
+        version: 6,
+        name: "restarts.check_run_* (the check run on the commit)",
+        // Rows written before have `check_run_wanted = false`: no check run is made for
+        // restarts recorded before the App made them.
+        statements: |t| {
+            vec![format!(
+                "ALTER TABLE {}.restarts
+                    ADD COLUMN IF NOT EXISTS check_run_wanted Bool DEFAULT false,
+                    ADD COLUMN IF NOT EXISTS check_run_id Nullable(UInt64),
+                    ADD COLUMN IF NOT EXISTS check_run_url String DEFAULT '',
+                    ADD COLUMN IF NOT EXISTS check_run_shown UInt32 DEFAULT 0,
+                    ADD COLUMN IF NOT EXISTS check_run_jobs String DEFAULT '',
+                    ADD COLUMN IF NOT EXISTS check_run_error String DEFAULT ''",
+                t.database
+            )]
+        },
+    },
 ];
 
 impl Migration {

@@ -116,6 +116,8 @@ pub struct GhState {
     pub rate_spent_elsewhere: u64,
     /// GitHub is down: every request is answered with this status (502, 503).
     pub down: Option<u16>,
+    /// Check runs and how their endpoints answer (see "check runs" below).
+    pub checks: FakeChecks,
 }
 
 /// GitHub's primary rate limit per hour: an installation's or an App's, and without
@@ -324,7 +326,7 @@ async fn access_tokens(
         StatusCode::CREATED,
         Json(json!({
             "token": token, "expires_at": expires,
-            "permissions": {"actions": "write", "metadata": "read", "contents": "read"},
+            "permissions": {"actions": "write", "checks": "write", "metadata": "read", "contents": "read"},
             "repository_selection": "all"
         })),
     )
@@ -658,6 +660,16 @@ async fn list_issues(
 /// One page of `all` as GitHub answers a list: `per_page` (default 30, at most 100) from
 /// `page` (default 1), with a `Link` header whose `rel="next"` names the next page.
 fn paginated(all: Vec<Value>, path: &str, q: &HashMap<String, String>) -> Response {
+    let (items, link) = page_of(&all, path, q);
+    let mut resp = Json(items).into_response();
+    if let Some(link) = link {
+        resp.headers_mut().insert("link", link.parse().unwrap());
+    }
+    resp
+}
+
+/// One page of `all` and the `Link` header that names the next and last pages, if any.
+fn page_of(all: &[Value], path: &str, q: &HashMap<String, String>) -> (Vec<Value>, Option<String>) {
     let per_page: usize = q
         .get("per_page")
         .and_then(|p| p.parse().ok())
@@ -674,8 +686,8 @@ fn paginated(all: Vec<Value>, path: &str, q: &HashMap<String, String>) -> Respon
         .take(per_page)
         .cloned()
         .collect();
-    let mut resp = Json(items).into_response();
     let pages = all.len().div_ceil(per_page).max(1);
+    let mut link = None;
     if page < pages {
         let mut query: Vec<(String, String)> = q
             .iter()
@@ -683,17 +695,20 @@ fn paginated(all: Vec<Value>, path: &str, q: &HashMap<String, String>) -> Respon
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         query.sort();
-        let link = |n: usize, rel: &str| {
+        let link_to = |n: usize, rel: &str| {
             let mut u = url::Url::parse(&format!("https://api.github.com{path}")).unwrap();
             u.query_pairs_mut()
                 .extend_pairs(&query)
                 .append_pair("page", &n.to_string());
             format!("<{u}>; rel=\"{rel}\"")
         };
-        let header = format!("{}, {}", link(page + 1, "next"), link(pages, "last"));
-        resp.headers_mut().insert("link", header.parse().unwrap());
+        link = Some(format!(
+            "{}, {}",
+            link_to(page + 1, "next"),
+            link_to(pages, "last")
+        ));
     }
-    resp
+    (items, link)
 }
 
 async fn issue_events(
@@ -749,7 +764,7 @@ async fn permission(
 
 /// The permissions the App asks for (app-manifest.yml), as an installation grants them.
 fn all_permissions() -> Value {
-    json!({"actions": "write", "contents": "read", "issues": "read", "metadata": "read"})
+    json!({"actions": "write", "checks": "write", "contents": "read", "issues": "read", "metadata": "read"})
 }
 
 fn installation_json(s: &GhState, id: u64) -> Value {
@@ -1103,6 +1118,7 @@ impl FakeGitHub {
             rate_reset: 0,
             rate_spent_elsewhere: 0,
             down: None,
+            checks: FakeChecks::default(),
         }));
         let app = Router::new()
             .route("/app/installations/{id}/access_tokens", post(access_tokens))
@@ -1134,6 +1150,7 @@ impl FakeGitHub {
             .route("/app-manifests/{code}/conversions", post(conversions))
             .route("/repos/{o}/{r}/commits", get(list_commits))
             .route("/repos/{o}/{r}/git/ref/{*git_ref}", get(git_ref))
+            .merge(check_run_routes())
             .fallback(|| async { gh_error(StatusCode::NOT_FOUND, "Not Found") })
             .layer(middleware::from_fn_with_state(state.clone(), log_requests))
             .with_state(state.clone());
@@ -1424,4 +1441,304 @@ fn workflow_name(s: &GhState, file: &str) -> String {
         .find(|(_, path, _)| path.rsplit('/').next() == Some(file))
         .map(|(name, _, _)| name.clone())
         .unwrap_or_else(|| file.trim_end_matches(".yml").to_string())
+}
+
+// ---- check runs (permission `checks: write`) ----
+//
+// Created with `POST /repos/{o}/{r}/check-runs`, listed per commit with
+// `GET /repos/{o}/{r}/commits/{ref}/check-runs` (`check_name`, `status`, `filter=latest`
+// by default: the newest per name; `all`), updated with
+// `PATCH /repos/{o}/{r}/check-runs/{id}`, validated as GitHub documents them. Failures are
+// injected per call (`CheckRunAnswer`) or for every call while `down` is set.
+
+/// How the next check-run call (list, create or update) answers.
+#[derive(Debug, Clone)]
+pub enum CheckRunAnswer {
+    /// As GitHub does.
+    Normal,
+    /// This status, nothing done.
+    Fail(u16),
+    /// Creates (or updates), then answers this status (an unknown outcome for the App).
+    ActThenFail(u16),
+    /// Creates (or updates) at once, then holds the answer this long.
+    ActThenHold(Duration),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeCheckRun {
+    pub id: u64,
+    pub repo: String,
+    pub head_sha: String,
+    pub name: String,
+    pub external_id: String,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub title: String,
+    pub summary: String,
+    pub details_url: Option<String>,
+    /// PATCHes applied to it.
+    pub updates: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct FakeChecks {
+    pub runs: Vec<FakeCheckRun>,
+    pub answers: VecDeque<CheckRunAnswer>,
+    /// Every check-run call answers this status while set.
+    pub down: Option<u16>,
+}
+
+fn check_run_routes() -> Router<Shared> {
+    Router::new()
+        .route("/repos/{o}/{r}/check-runs", post(create_check_run))
+        .route(
+            "/repos/{o}/{r}/check-runs/{id}",
+            axum::routing::patch(update_check_run),
+        )
+        .route(
+            "/repos/{o}/{r}/commits/{sha}/check-runs",
+            get(list_check_runs),
+        )
+}
+
+fn check_run_json(c: &FakeCheckRun) -> Value {
+    json!({
+        "id": c.id, "name": c.name, "head_sha": c.head_sha, "external_id": c.external_id,
+        "node_id": format!("CR_{}", c.id), "status": c.status, "conclusion": c.conclusion,
+        "url": format!("https://api.github.com/repos/{}/check-runs/{}", c.repo, c.id),
+        "html_url": format!("https://github.com/{}/runs/{}", c.repo, c.id),
+        "details_url": c.details_url, "started_at": now_secs(),
+        "completed_at": (c.status == "completed").then(now_secs),
+        "output": {"title": c.title, "summary": c.summary, "text": null,
+                   "annotations_count": 0,
+                   "annotations_url": format!("https://api.github.com/repos/{}/check-runs/{}/annotations", c.repo, c.id)},
+        "check_suite": {"id": 5_000_000 + c.id}, "app": {"id": APP_ID, "slug": "pytorch-autorevert-restarter"},
+        "pull_requests": [],
+    })
+}
+
+/// Token, installation permission and injected failure, as GitHub checks them first; the
+/// answer to give after acting, if one was scripted.
+fn check_run_gate(
+    s: &mut GhState,
+    headers: &HeaderMap,
+    repo: &str,
+    writes: bool,
+) -> Result<Option<CheckRunAnswer>, Response> {
+    let token = check_token(s, headers, repo)?;
+    let installation = s.tokens.get(&token).map(|t| t.0).unwrap_or_default();
+    let perms = s
+        .installation_permissions
+        .get(&installation)
+        .cloned()
+        .unwrap_or_else(all_permissions);
+    let level = perms["checks"].as_str().unwrap_or("none");
+    if (writes && level != "write") || (!writes && level == "none") {
+        return Err(gh_error(
+            StatusCode::FORBIDDEN,
+            "Resource not accessible by integration",
+        ));
+    }
+    if let Some(code) = s.checks.down {
+        return Err(gh_error(
+            StatusCode::from_u16(code).unwrap(),
+            "Server Error",
+        ));
+    }
+    match s.checks.answers.pop_front() {
+        Some(CheckRunAnswer::Fail(code)) => Err(gh_error(
+            StatusCode::from_u16(code).unwrap(),
+            "Server Error",
+        )),
+        other => Ok(other),
+    }
+}
+
+/// `status`, `conclusion` and `output` as GitHub validates them; the fields they set.
+fn check_run_fields(body: &Value, c: &mut FakeCheckRun) -> Result<(), Response> {
+    let invalid = |m: &str| Err(gh_error(StatusCode::UNPROCESSABLE_ENTITY, m));
+    if let Some(status) = body.get("status") {
+        match status.as_str() {
+            Some(st @ ("queued" | "in_progress" | "completed")) => c.status = st.into(),
+            _ => return invalid("Invalid request.\n\nstatus is not a valid value."),
+        }
+    }
+    if let Some(conclusion) = body.get("conclusion").and_then(Value::as_str) {
+        c.conclusion = Some(conclusion.into());
+        c.status = "completed".into();
+    }
+    if c.status == "completed" && c.conclusion.is_none() {
+        return invalid("Invalid request.\n\nconclusion is required when status is completed.");
+    }
+    if let Some(output) = body.get("output") {
+        let (Some(title), Some(summary)) = (output["title"].as_str(), output["summary"].as_str())
+        else {
+            return invalid("Invalid request.\n\n\"title\", \"summary\" weren't supplied.");
+        };
+        if summary.chars().count() > 65_535 {
+            return invalid("Invalid request.\n\nOnly 65535 characters are allowed in summary.");
+        }
+        (c.title, c.summary) = (title.into(), summary.into());
+    }
+    if let Some(url) = body.get("details_url").and_then(Value::as_str) {
+        c.details_url = Some(url.into());
+    }
+    Ok(())
+}
+
+/// The answer after acting: as scripted (a lost or late answer), else `ok`.
+async fn check_run_answer(scripted: Option<CheckRunAnswer>, ok: Response) -> Response {
+    match scripted {
+        Some(CheckRunAnswer::ActThenFail(code)) => {
+            gh_error(StatusCode::from_u16(code).unwrap(), "Server Error")
+        }
+        Some(CheckRunAnswer::ActThenHold(d)) => {
+            tokio::time::sleep(d).await;
+            ok
+        }
+        _ => ok,
+    }
+}
+
+async fn create_check_run(
+    State(st): State<Shared>,
+    Path((o, r)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let repo = format!("{o}/{r}");
+    let (scripted, created) = {
+        let mut s = st.lock().unwrap();
+        let scripted = match check_run_gate(&mut s, &headers, &repo, true) {
+            Ok(a) => a,
+            Err(resp) => return resp,
+        };
+        let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+            return gh_error(StatusCode::BAD_REQUEST, "Problems parsing JSON");
+        };
+        let (Some(name), Some(sha)) = (body["name"].as_str(), body["head_sha"].as_str()) else {
+            return gh_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid request.\n\n\"name\", \"head_sha\" weren't supplied.",
+            );
+        };
+        let mut c = FakeCheckRun {
+            id: 30_000_000_001 + s.checks.runs.len() as u64,
+            repo: repo.clone(),
+            head_sha: sha.into(),
+            name: name.into(),
+            external_id: body["external_id"].as_str().unwrap_or("").into(),
+            status: "queued".into(),
+            conclusion: None,
+            title: String::new(),
+            summary: String::new(),
+            details_url: None,
+            updates: 0,
+        };
+        if let Err(resp) = check_run_fields(&body, &mut c) {
+            return resp;
+        }
+        s.checks.runs.push(c.clone());
+        (scripted, c)
+    };
+    let ok = (StatusCode::CREATED, Json(check_run_json(&created))).into_response();
+    check_run_answer(scripted, ok).await
+}
+
+async fn update_check_run(
+    State(st): State<Shared>,
+    Path((o, r, id)): Path<(String, String, u64)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let repo = format!("{o}/{r}");
+    let (scripted, updated) = {
+        let mut s = st.lock().unwrap();
+        let scripted = match check_run_gate(&mut s, &headers, &repo, true) {
+            Ok(a) => a,
+            Err(resp) => return resp,
+        };
+        let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+            return gh_error(StatusCode::BAD_REQUEST, "Problems parsing JSON");
+        };
+        let Some(c) = s
+            .checks
+            .runs
+            .iter_mut()
+            .find(|c| c.id == id && c.repo == repo)
+        else {
+            return gh_error(StatusCode::NOT_FOUND, "Not Found");
+        };
+        let mut next = c.clone();
+        if let Err(resp) = check_run_fields(&body, &mut next) {
+            return resp;
+        }
+        next.updates += 1;
+        *c = next.clone();
+        (scripted, next)
+    };
+    let ok = Json(check_run_json(&updated)).into_response();
+    check_run_answer(scripted, ok).await
+}
+
+async fn list_check_runs(
+    State(st): State<Shared>,
+    Path((o, r, sha)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let repo = format!("{o}/{r}");
+    let (scripted, resp) = {
+        let mut s = st.lock().unwrap();
+        match check_run_gate(&mut s, &headers, &repo, false) {
+            Ok(scripted) => (scripted, list_of(&s, &repo, &sha, &q)),
+            Err(resp) => return resp,
+        }
+    };
+    check_run_answer(scripted, resp).await
+}
+
+/// One page of the check runs on `sha`, filtered as the query asks.
+fn list_of(s: &GhState, repo: &str, sha: &str, q: &HashMap<String, String>) -> Response {
+    let mut runs: Vec<&FakeCheckRun> = s
+        .checks
+        .runs
+        .iter()
+        .filter(|c| c.repo == repo && c.head_sha == sha)
+        .filter(|c| q.get("check_name").is_none_or(|n| &c.name == n))
+        .filter(|c| q.get("status").is_none_or(|x| &c.status == x))
+        .collect();
+    runs.sort_by_key(|c| std::cmp::Reverse(c.id));
+    if q.get("filter").map(String::as_str) != Some("all") {
+        // `latest` (the default): only the newest check run of each name.
+        let mut seen = HashSet::new();
+        runs.retain(|c| seen.insert(c.name.clone()));
+    }
+    let all: Vec<Value> = runs.into_iter().map(check_run_json).collect();
+    let path = format!("/repos/{repo}/commits/{sha}/check-runs");
+    let (items, link) = page_of(&all, &path, q);
+    let mut resp = Json(json!({"total_count": all.len(), "check_runs": items})).into_response();
+    if let Some(link) = link {
+        resp.headers_mut().insert("link", link.parse().unwrap());
+    }
+    resp
+}
+
+impl FakeGitHub {
+    /// The check runs GitHub has on `sha`, oldest first.
+    pub fn check_runs(&self, sha: &str) -> Vec<FakeCheckRun> {
+        let s = self.state.lock().unwrap();
+        let runs = s.checks.runs.iter().filter(|c| c.head_sha == sha);
+        runs.cloned().collect()
+    }
+
+    /// The next check-run calls answer so, in order.
+    pub fn script_check_runs(&self, answers: impl IntoIterator<Item = CheckRunAnswer>) {
+        self.state.lock().unwrap().checks.answers.extend(answers);
+    }
+
+    /// Every check-run call answers `status` (Some) or works again (None).
+    pub fn check_runs_down(&self, status: Option<u16>) {
+        self.state.lock().unwrap().checks.down = status;
+    }
 }

@@ -1,7 +1,9 @@
 //! `Actions` on GitHub's REST API, and the stand-in when no credentials are configured.
 
 use super::{Actions, request};
-use crate::github::{DispatchResult, GitHub, KillSwitch};
+use crate::github::{
+    CheckRunCreated, CheckRunRef, CheckRunRequest, DispatchResult, GitHub, KillSwitch,
+};
 use crate::intake::events::{Job, Run};
 use crate::restart::Restart;
 use anyhow::Result;
@@ -37,6 +39,27 @@ impl Actions for GitHub {
     fn clock_offset(&self) -> chrono::Duration {
         GitHub::clock_offset(self)
     }
+
+    async fn find_check_run(
+        &self,
+        r: &Restart,
+        req: &CheckRunRequest,
+    ) -> Result<Option<CheckRunRef>> {
+        GitHub::find_check_run(self, req, r.installation_id).await
+    }
+
+    async fn create_check_run(&self, r: &Restart, req: &CheckRunRequest) -> CheckRunCreated {
+        GitHub::create_check_run(self, req, r.installation_id).await
+    }
+
+    async fn update_check_run(
+        &self,
+        r: &Restart,
+        req: &CheckRunRequest,
+        id: u64,
+    ) -> Result<CheckRunRef> {
+        GitHub::update_check_run(self, req, id, r.installation_id).await
+    }
 }
 
 /// No GitHub credentials (`RESTART_ACTION=log` without them, in-process replay): nothing is
@@ -63,5 +86,28 @@ impl Actions for NoGitHub {
 
     async fn kill_switch(&self, _: &str, _: &str, _: Option<u64>) -> Result<Option<KillSwitch>> {
         Ok(None)
+    }
+
+    // Nothing is dispatched without credentials, so no restart ever wants a check run;
+    // were one asked for, it is refused plainly, like a dispatch.
+    async fn find_check_run(
+        &self,
+        _: &Restart,
+        _: &CheckRunRequest,
+    ) -> Result<Option<CheckRunRef>> {
+        Ok(None)
+    }
+
+    async fn create_check_run(&self, _: &Restart, _: &CheckRunRequest) -> CheckRunCreated {
+        CheckRunCreated::Refused("no GitHub credentials are configured".into())
+    }
+
+    async fn update_check_run(
+        &self,
+        _: &Restart,
+        _: &CheckRunRequest,
+        _: u64,
+    ) -> Result<CheckRunRef> {
+        anyhow::bail!("no GitHub credentials are configured")
     }
 }

@@ -1,7 +1,8 @@
 //! The pipeline's effects, behind two small interfaces, so that `serve`, the in-process
 //! `replay` and the tests build the same engine and no `Option` stands in for a mode:
 //! * `Evidence`: where records go and evidence is read back (ClickHouse, or memory);
-//! * `Actions`: what the App asks of GitHub (the real API, or "nothing is ever sent").
+//! * `Actions`: what the App asks of GitHub (the real API, or "nothing is ever sent"),
+//!   the restart's check run on its commit included.
 
 mod clickhouse;
 mod github;
@@ -11,9 +12,11 @@ pub use clickhouse::ClickHouseEvidence;
 pub use github::NoGitHub;
 pub use memory::MemoryEvidence;
 
-use crate::github::{DispatchRequest, DispatchResult, KillSwitch};
+use crate::github::{
+    CheckRunCreated, CheckRunRef, CheckRunRequest, DispatchRequest, DispatchResult, KillSwitch,
+};
 use crate::intake::events::{Job, Run};
-use crate::restart::{JobState, Restart, RestartKey};
+use crate::restart::{CheckRunView, JobState, Restart, RestartKey};
 use crate::store::recorder::Entry;
 use anyhow::Result;
 
@@ -54,6 +57,34 @@ pub trait Actions: Send + Sync {
     /// our times with GitHub's.
     fn clock_offset(&self) -> chrono::Duration {
         chrono::Duration::zero()
+    }
+    /// The restart's check run on its commit, found by its external id (a retried read).
+    async fn find_check_run(
+        &self,
+        r: &Restart,
+        req: &CheckRunRequest,
+    ) -> Result<Option<CheckRunRef>>;
+    /// Creates it: one POST, never retried (look it up first).
+    async fn create_check_run(&self, r: &Restart, req: &CheckRunRequest) -> CheckRunCreated;
+    /// Brings check run `id` to `req` (a PATCH, retried like a read).
+    async fn update_check_run(
+        &self,
+        r: &Restart,
+        req: &CheckRunRequest,
+        id: u64,
+    ) -> Result<CheckRunRef>;
+}
+
+/// The check run a restart's view stands for (named by the restart id on its commit).
+pub fn check_run_request(r: &Restart, view: &CheckRunView) -> CheckRunRequest {
+    CheckRunRequest {
+        repo: r.key.repo.clone(),
+        head_sha: r.key.head_sha.clone(),
+        external_id: r.restart_id.clone(),
+        completed: view.completed,
+        title: view.title.clone(),
+        summary: view.summary.clone(),
+        details_url: view.details_url.clone(),
     }
 }
 

@@ -36,7 +36,7 @@ impl Evaluate {
     }
 
     /// Job states of a run, from the evidence, or from GitHub when the evidence has gaps.
-    async fn jobs_of(&self, r: &Restart, run_id: u64, need_failures: bool) -> Vec<JobState> {
+    pub async fn jobs_of(&self, r: &Restart, run_id: u64, need_failures: bool) -> Vec<JobState> {
         self.evidence.flush().await; // job events recorded moments ago are part of it
         let known = self
             .evidence

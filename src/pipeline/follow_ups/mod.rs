@@ -1,9 +1,11 @@
 //! Follow-ups: the slow steps of a restart (settling an unknown dispatch, confirming in
-//! ClickHouse, judging the finished run) run as tasks of their own, never inline in a
+//! ClickHouse, judging the finished run, bringing its check run on the commit up to date)
+//! run as tasks of their own, never inline in a
 //! worker, so a slow GitHub or ClickHouse never holds a commit's shard. At most one of each
 //! kind runs per restart: a second request while one runs is dropped (its work is done
 //! by the running one).
 
+pub mod check_run;
 pub mod confirm;
 pub mod dispatch;
 pub mod evaluate;
@@ -76,6 +78,7 @@ pub enum Kind {
     Settle,
     Confirm,
     Evaluate,
+    CheckRun,
 }
 
 /// Spawns follow-ups, one of each kind per restart at a time.

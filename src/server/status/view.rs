@@ -23,6 +23,8 @@ pub struct RestartView {
     pub reason: String,
     pub original_run_id: u64,
     pub restart_run_id: Option<u64>,
+    /// Why the last call about its check run failed (empty: none did).
+    pub check_run_error: String,
     pub times: Times,
     pub links: Links,
 }
@@ -47,6 +49,8 @@ pub struct Links {
     pub commit: String,
     pub original_run: String,
     pub restart_run: Option<String>,
+    /// The `autorevert` check run on the commit, once GitHub has it.
+    pub check_run: Option<String>,
 }
 
 /// A run on GitHub.
@@ -92,6 +96,7 @@ impl RestartView {
             reason: r.reason.clone(),
             original_run_id: r.original_run_id,
             restart_run_id: r.restart_run_id,
+            check_run_error: r.check.error.clone(),
             times: Times {
                 requested_at: r.times.requested_at,
                 dispatched_at: r.times.dispatched_at,
@@ -105,6 +110,11 @@ impl RestartView {
                 commit: commit_url(repo, &r.key.head_sha),
                 original_run: run_url(repo, r.original_run_id),
                 restart_run: r.restart_run_id.map(|id| run_url(repo, id)),
+                check_run: r
+                    .check
+                    .url
+                    .starts_with("https://")
+                    .then(|| r.check.url.clone()),
             },
         }
     }
