@@ -196,6 +196,7 @@ fn new_restart(
         reason: format!("run {} concluded {conclusion}", run.id),
         delivery_id: delivery_id.to_string(),
         version: next_version(),
+        scope: None,
     }
 }
 

@@ -5,6 +5,7 @@
 
 use super::model::{Restart, Status};
 use super::outcome::Judgement;
+use super::scope::Scope;
 use crate::github::DispatchResult;
 use chrono::{DateTime, Utc};
 
@@ -13,6 +14,8 @@ snake_case_enum! {
 pub enum EventKind {
     /// A restart was warranted but the policy held it back.
     Skipped,
+    /// What the dispatch asks for was decided (full, or which jobs and tests, and why).
+    Scoped,
     /// `RESTART_ACTION=log`: what would have been sent.
     DispatchDryRun,
     /// Handled again after a crash: the run is looked up before any POST.
@@ -35,6 +38,8 @@ pub enum EventKind {
 /// One step of a restart's life.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transition {
+    /// What the dispatch asks for is decided (before the restart is first written).
+    Scoped { scope: Scope },
     /// What the dispatch POST came to (`found`: the run was found by listing runs after an
     /// unknown outcome, rather than returned by the POST).
     Dispatch { result: DispatchResult, found: bool },
@@ -89,6 +94,10 @@ impl Restart {
     /// Applies one transition at `now` and says what changed.
     pub fn apply(&mut self, t: &Transition, now: DateTime<Utc>) -> Change {
         match t {
+            Transition::Scoped { scope } => {
+                self.scope = Some(scope.clone());
+                Change::new(EventKind::Scoped, scope.describe()).with_details(scope)
+            }
             Transition::Dispatch { result, found } => self.dispatched(result, *found, now),
             Transition::Resend => {
                 self.dispatch_attempts += 1;
@@ -212,6 +221,9 @@ impl Restart {
         self.status = Status::Completed;
         self.times.completed_at = Some(now);
         self.outcome = Some(j.verdict);
+        if let Some(scope) = self.scope.as_mut() {
+            scope.jobs_restarted = Some(j.jobs_restarted);
+        }
         self.reason = format!("run {run_id} concluded {run_conclusion}; {}", j.reason);
         Change {
             kind: EventKind::Outcome,
@@ -361,7 +373,7 @@ mod tests {
     fn a_judged_restart_is_completed_with_its_verdict() {
         let mut r = dispatching();
         r.restart_run_id = Some(5);
-        let j = crate::restart::outcome::judge(&[], &[]);
+        let j = crate::restart::outcome::judge(&[], &[], |_| true);
         let c = r.apply(
             &Transition::Judged {
                 run_conclusion: "failure".into(),
@@ -398,6 +410,36 @@ mod tests {
             (c.kind, r.reason.as_str()),
             (EventKind::LookupFailed, "502")
         );
+    }
+
+    #[test]
+    fn a_scope_is_kept_and_counts_the_restarted_jobs_when_judged() {
+        let mut r = dispatching();
+        let scope = Scope {
+            jobs: vec!["linux-jammy".into()],
+            ..Scope::full("why")
+        };
+        let c = r.apply(
+            &Transition::Scoped {
+                scope: scope.clone(),
+            },
+            at(0),
+        );
+        assert_eq!(c.kind, EventKind::Scoped);
+        assert!(
+            c.message.contains("jobs-to-include: linux-jammy"),
+            "{}",
+            c.message
+        );
+        assert_eq!(r.scope.as_ref(), Some(&scope));
+        let mut j = crate::restart::outcome::judge(&[], &[], |_| true);
+        j.jobs_restarted = 7;
+        let t = Transition::Judged {
+            run_conclusion: "success".into(),
+            judgement: j,
+        };
+        r.apply(&t, at(9));
+        assert_eq!(r.scope.unwrap().jobs_restarted, Some(7));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! decision to dispatch to the verdict on its jobs. How it changes is `lifecycle`.
 
 use super::outcome::Verdict;
+use super::scope::Scope;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::fmt;
@@ -98,6 +99,9 @@ pub struct Restart {
     pub reason: String,
     pub delivery_id: String,
     pub version: u64,
+    /// What the dispatch asks for (filters, why, the jobs it ran against the original's);
+    /// `None` until it is decided, which is before the restart is first written.
+    pub scope: Option<Scope>,
 }
 
 impl Restart {
@@ -195,6 +199,7 @@ pub(crate) mod fixtures {
             reason: String::new(),
             delivery_id: "d".into(),
             version: 1,
+            scope: None,
         }
     }
 }
