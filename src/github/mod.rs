@@ -67,6 +67,8 @@ pub struct GitHub {
     repo_installations: Arc<Mutex<HashMap<String, u64>>>,
     /// GitHub's clock, from the `Date` header of every answer.
     clock: Arc<clock::Clock>,
+    /// Workflow files parsed, by (path, blob sha).
+    workflow_files: Arc<workflow_file::ParsedFiles>,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +97,7 @@ impl GitHub {
             token_lock: Default::default(),
             repo_installations: Default::default(),
             clock: Default::default(),
+            workflow_files: Default::default(),
         })
     }
 
