@@ -4,7 +4,8 @@ use crate::intake::Delivery;
 use crate::intake::events::Job;
 use crate::restart::outcome::JobVerdict;
 use crate::restart::{
-    Change, Command, EventKind, JobState, Restart, RestartKey, Status, Timeline, Verdict,
+    Change, Command, EventKind, JobState, Restart, RestartKey, Scope, ScopeKind, Status, Timeline,
+    Verdict,
 };
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -53,6 +54,56 @@ pub struct RestartRow {
     reason: String,
     delivery_id: String,
     version: u64,
+    // The scope (migration 6): what the dispatch asked for, why, and the jobs it ran.
+    scope_kind: String,
+    scope_reason: String,
+    scope_jobs: Vec<String>,
+    scope_tests: Vec<String>,
+    scope_source: String,
+    jobs_original: u32,
+    jobs_asked: u32,
+    jobs_restarted: Option<u32>,
+}
+
+impl RestartRow {
+    /// The scope's columns (`scope_kind` empty: not decided yet).
+    fn with_scope(mut self, scope: Option<&Scope>) -> RestartRow {
+        if let Some(s) = scope {
+            self.scope_kind = s.kind.as_str().to_string();
+            self.scope_reason = s.reason.clone();
+            self.scope_jobs = s.jobs.clone();
+            self.scope_tests = s.tests.clone();
+            self.scope_source = s.source.clone();
+            self.jobs_original = s.jobs_original;
+            self.jobs_asked = s.jobs_asked;
+            self.jobs_restarted = s.jobs_restarted;
+        }
+        self
+    }
+
+    /// The scope these columns hold. Rows written before migration 6 read as full restarts
+    /// (the column's default), which is what they were.
+    fn scope(&self) -> Result<Option<Scope>> {
+        if self.scope_kind.is_empty() {
+            return Ok(None);
+        }
+        let kind = ScopeKind::parse(&self.scope_kind).with_context(|| {
+            format!(
+                "restart {}: unknown scope kind {:?}",
+                self.restart_id, self.scope_kind
+            )
+        })?;
+        Ok(Some(Scope {
+            kind,
+            reason: self.scope_reason.clone(),
+            jobs: self.scope_jobs.clone(),
+            tests: self.scope_tests.clone(),
+            source: self.scope_source.clone(),
+            jobs_original: self.jobs_original,
+            jobs_asked: self.jobs_asked,
+            jobs_restarted: self.jobs_restarted,
+        }))
+    }
 }
 
 impl From<&Restart> for RestartRow {
@@ -83,7 +134,16 @@ impl From<&Restart> for RestartRow {
             reason: r.reason.clone(),
             delivery_id: r.delivery_id.clone(),
             version: r.version,
+            scope_kind: String::new(),
+            scope_reason: String::new(),
+            scope_jobs: vec![],
+            scope_tests: vec![],
+            scope_source: String::new(),
+            jobs_original: 0,
+            jobs_asked: 0,
+            jobs_restarted: None,
         }
+        .with_scope(r.scope.as_ref())
     }
 }
 
@@ -102,7 +162,9 @@ impl RestartRow {
                     .with_context(|| format!("restart {id}: unknown outcome {other:?}"))?,
             ),
         };
+        let scope = self.scope()?;
         Ok(Restart {
+            scope,
             key: RestartKey {
                 repo: self.repo,
                 workflow: self.workflow,
@@ -250,6 +312,7 @@ impl JobResultRow {
 
     pub fn state(&self) -> JobState {
         JobStateRow {
+            job_id: self.job_id,
             name: self.name.clone(),
             status: self.status.clone(),
             conclusion: self.conclusion.clone(),
@@ -302,6 +365,7 @@ impl VerdictRow {
 /// A job's state as `job_results` has it.
 #[derive(Debug, Row, Deserialize)]
 pub struct JobStateRow {
+    job_id: u64,
     name: String,
     status: String,
     conclusion: String,
@@ -310,6 +374,7 @@ pub struct JobStateRow {
 impl From<JobStateRow> for JobState {
     fn from(r: JobStateRow) -> JobState {
         JobState {
+            id: r.job_id,
             name: r.name,
             status: r.status.into(),
             conclusion: (!r.conclusion.is_empty()).then(|| r.conclusion.into()),
