@@ -83,6 +83,7 @@ fn restart(n: u32, status: Status, outcome: Option<Verdict>, workflow: &str) -> 
         },
         delivery_id: SECRET_DELIVERY.into(),
         version: autorevert::restart::next_version(),
+        scope: None,
     }
 }
 

@@ -76,6 +76,7 @@ async fn unknown_at_stop(store: &autorevert::store::Store, sha: &str) -> Restart
         reason: "run 320 concluded failure".into(),
         delivery_id: "died".into(),
         version: autorevert::restart::next_version(),
+        scope: None,
     };
     let mut batch = Batch::default();
     batch.push(Entry::Restart(RestartRow::from(&r)));
