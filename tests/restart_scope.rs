@@ -313,7 +313,20 @@ async fn a_workflow_without_inputs_is_restarted_whole() {
         "{}",
         scope.reason
     );
-    assert_eq!((scope.jobs_original, scope.jobs_asked), (5, 5));
+    assert!(scope.source.contains("not read"), "{}", scope.source);
+
+    // The job counts are filled in when the restart is judged: every job ran again.
+    let restart = s.restart_run(&sha);
+    let all = jobs("failure", "success", "success");
+    let ran: Vec<(&str, &str)> = all.iter().map(|(n, c)| (*n, c.as_str())).collect();
+    s.github_runs(restart, &ran, "failure").await;
+    let r = s.restart(&sha).await;
+    assert_eq!(r.outcome, Some(Verdict::Reproduced), "{}", r.reason);
+    let scope = r.scope.unwrap();
+    assert_eq!(
+        (scope.jobs_original, scope.jobs_asked, scope.jobs_restarted),
+        (5, 5, Some(5))
+    );
     s.finish().await;
 }
 

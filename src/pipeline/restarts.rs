@@ -167,12 +167,10 @@ fn measure(t: &Transition, r: &Restart) {
             let verdict = judgement.verdict.as_str();
             metrics::counter!("autorevert_verdicts_total", "verdict" => verdict).increment(1);
             // What targeted restarts save: jobs run again against jobs of the originals.
-            if let Some(scope) = &r.scope {
-                let restarted = u64::from(judgement.jobs_restarted);
-                metrics::counter!("autorevert_jobs_restarted_total").increment(restarted);
-                let original = u64::from(scope.jobs_original);
-                metrics::counter!("autorevert_jobs_original_total").increment(original);
-            }
+            let restarted = u64::from(judgement.jobs_restarted);
+            metrics::counter!("autorevert_jobs_restarted_total").increment(restarted);
+            let original = u64::from(judgement.jobs_original);
+            metrics::counter!("autorevert_jobs_original_total").increment(original);
         }
         Transition::Scoped { scope } => {
             let kind = scope.kind.as_str();

@@ -5,7 +5,7 @@
 
 use super::model::{Restart, Status};
 use super::outcome::Judgement;
-use super::scope::Scope;
+use super::scope::{Scope, ScopeKind};
 use crate::github::DispatchResult;
 use chrono::{DateTime, Utc};
 
@@ -222,7 +222,12 @@ impl Restart {
         self.times.completed_at = Some(now);
         self.outcome = Some(j.verdict);
         if let Some(scope) = self.scope.as_mut() {
+            // The counts are final now: the original run's jobs are read whole to judge.
             scope.jobs_restarted = Some(j.jobs_restarted);
+            scope.jobs_original = j.jobs_original;
+            if scope.kind == ScopeKind::Full {
+                scope.jobs_asked = j.jobs_original;
+            }
         }
         self.reason = format!("run {run_id} concluded {run_conclusion}; {}", j.reason);
         Change {
@@ -416,6 +421,7 @@ mod tests {
     fn a_scope_is_kept_and_counts_the_restarted_jobs_when_judged() {
         let mut r = dispatching();
         let scope = Scope {
+            kind: ScopeKind::Jobs,
             jobs: vec!["linux-jammy".into()],
             ..Scope::full("why")
         };
@@ -433,13 +439,29 @@ mod tests {
         );
         assert_eq!(r.scope.as_ref(), Some(&scope));
         let mut j = crate::restart::outcome::judge(&[], &[], |_| true);
-        j.jobs_restarted = 7;
+        (j.jobs_restarted, j.jobs_original) = (7, 70);
         let t = Transition::Judged {
             run_conclusion: "success".into(),
             judgement: j,
         };
         r.apply(&t, at(9));
-        assert_eq!(r.scope.unwrap().jobs_restarted, Some(7));
+        let s = r.scope.unwrap();
+        assert_eq!((s.jobs_restarted, s.jobs_original), (Some(7), 70));
+        assert_eq!(s.jobs_asked, 0, "a job filter's count stays");
+        let mut full = dispatching();
+        full.scope = Some(Scope::full("no inputs"));
+        let mut j = crate::restart::outcome::judge(&[], &[], |_| true);
+        (j.jobs_restarted, j.jobs_original) = (70, 70);
+        let t = Transition::Judged {
+            run_conclusion: "success".into(),
+            judgement: j,
+        };
+        full.apply(&t, at(9));
+        assert_eq!(
+            full.scope.unwrap().jobs_asked,
+            70,
+            "a full restart asks for all"
+        );
     }
 
     #[test]

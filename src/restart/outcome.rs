@@ -141,6 +141,8 @@ pub struct Judgement {
     pub not_asked: Vec<String>,
     /// Jobs of the restart that ran (skipped ones left out: a job filter skips the rest).
     pub jobs_restarted: u32,
+    /// Jobs of the original run that ran.
+    pub jobs_original: u32,
 }
 
 /// The base names of the jobs that failed in a run.
@@ -164,10 +166,13 @@ pub fn judge(
     let (failing, not_asked): (Vec<String>, Vec<String>) =
         all_failing.iter().cloned().partition(|n| asked(n.as_str()));
     let restart_groups = group(restart);
-    let jobs_restarted = restart
-        .iter()
-        .filter(|j| j.conclusion != Some(Conclusion::Skipped))
-        .count() as u32;
+    let ran = |jobs: &[JobState]| {
+        let ran = jobs
+            .iter()
+            .filter(|j| j.conclusion != Some(Conclusion::Skipped));
+        ran.count() as u32
+    };
+    let (jobs_restarted, jobs_original) = (ran(restart), ran(original));
     if failing.is_empty() {
         let reason = if not_asked.is_empty() {
             "no failing job is known for the original run".to_string()
@@ -184,6 +189,7 @@ pub fn judge(
             other_failures: vec![],
             not_asked,
             jobs_restarted,
+            jobs_original,
         };
     }
     let jobs: Vec<JobVerdict> = failing
@@ -218,6 +224,7 @@ pub fn judge(
         other_failures,
         not_asked,
         jobs_restarted,
+        jobs_original,
     }
 }
 
@@ -371,7 +378,7 @@ mod tests {
         assert_eq!(j.verdict, Verdict::Reproduced, "{}", j.reason);
         assert_eq!(j.jobs.len(), 1);
         assert_eq!(j.not_asked, vec!["b / build".to_string()]);
-        assert_eq!(j.jobs_restarted, 2);
+        assert_eq!((j.jobs_restarted, j.jobs_original), (2, 2));
         let none = judge(&jobs(&orig), &jobs(&restart), |_| false);
         assert_eq!(none.verdict, Verdict::Inconclusive);
         assert!(none.reason.contains("asked for"), "{}", none.reason);

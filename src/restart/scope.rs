@@ -78,7 +78,8 @@ pub struct Scope {
     pub tests: Vec<String>,
     /// Where the failing jobs, their tests and the declared inputs came from.
     pub source: String,
-    /// Jobs of the original run that ran (skipped ones left out).
+    /// Jobs of the original run that ran (skipped ones left out). Read at dispatch when a
+    /// filter is sent, and again when the restart is judged (then final).
     pub jobs_original: u32,
     /// Of those, the jobs the filter selects (all of them for a full restart).
     pub jobs_asked: u32,
@@ -164,6 +165,12 @@ pub struct Declared {
 }
 
 impl Declared {
+    /// Whether the workflow takes a filter at all (else the original run's jobs and tests
+    /// need not be read: the restart is full).
+    pub fn takes_a_filter(&self) -> bool {
+        self.has(JOBS_INPUT) || self.has(TESTS_INPUT)
+    }
+
     fn has(&self, input: &str) -> bool {
         self.inputs
             .as_ref()

@@ -1,6 +1,7 @@
-//! Reading what a restart's scope is decided from, just before its dispatch: the jobs of the
-//! original run (as judging reads them), the dispatch inputs its workflow file declares at
-//! `trunk/<sha>`, and, when a test filter can be sent, how the failing jobs failed. The
+//! Reading what a restart's scope is decided from, just before its dispatch: the dispatch
+//! inputs its workflow file declares at `trunk/<sha>`, then (only when it takes a filter)
+//! the jobs of the original run (as judging reads them) and, when a test filter can be
+//! sent, how the failing jobs failed. The
 //! decision itself is `restart::scope::plan` (pure). Nothing here fails a restart: what
 //! cannot be read makes it a full restart (or drops the test filter), with the reason.
 //!
@@ -9,7 +10,7 @@
 
 use super::evaluate::{FROM_GITHUB, job_states};
 use crate::pipeline::effects::{Actions, Evidence};
-use crate::restart::scope::{TestEvidence, plan, test_lookup};
+use crate::restart::scope::{Declared, TestEvidence, plan, test_lookup};
 use crate::restart::{JobState, Restart, Scope};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,12 +27,17 @@ pub struct Scoping {
 
 impl Scoping {
     pub async fn decide(&self, r: &Restart) -> Scope {
-        let deadline = tokio::time::Instant::now() + EVIDENCE_WAIT;
-        let (jobs, jobs_source) = self.original_jobs(r, deadline).await;
         let declared = self.github.declared_inputs(r).await;
         if let Err(why) = &declared {
             tracing::warn!(restart = r.restart_id, why, "workflow file not read");
         }
+        // No filter can be sent: a full restart, nothing more to read (the job counts
+        // are filled in when it is judged).
+        if !declared.as_ref().is_ok_and(Declared::takes_a_filter) {
+            return plan(&declared, &[], "not read (no filter to send)", None);
+        }
+        let deadline = tokio::time::Instant::now() + EVIDENCE_WAIT;
+        let (jobs, jobs_source) = self.original_jobs(r, deadline).await;
         let tests = match test_lookup(&declared, &jobs) {
             Some(ids) => Some(self.tests(r, &ids, deadline).await),
             None => None,
