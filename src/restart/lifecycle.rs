@@ -438,25 +438,23 @@ mod tests {
             c.message
         );
         assert_eq!(r.scope.as_ref(), Some(&scope));
-        let mut j = crate::restart::outcome::judge(&[], &[], |_| true);
-        (j.jobs_restarted, j.jobs_original) = (7, 70);
-        let t = Transition::Judged {
-            run_conclusion: "success".into(),
-            judgement: j,
+        // Judged: 7 jobs of the restart ran, 70 of the original.
+        let judged = |r: &mut Restart, restarted, original| {
+            let mut j = crate::restart::outcome::judge(&[], &[], |_| true);
+            (j.jobs_restarted, j.jobs_original) = (restarted, original);
+            let t = Transition::Judged {
+                run_conclusion: "success".into(),
+                judgement: j,
+            };
+            r.apply(&t, at(9));
         };
-        r.apply(&t, at(9));
+        judged(&mut r, 7, 70);
         let s = r.scope.unwrap();
         assert_eq!((s.jobs_restarted, s.jobs_original), (Some(7), 70));
         assert_eq!(s.jobs_asked, 0, "a job filter's count stays");
         let mut full = dispatching();
         full.scope = Some(Scope::full("no inputs"));
-        let mut j = crate::restart::outcome::judge(&[], &[], |_| true);
-        (j.jobs_restarted, j.jobs_original) = (70, 70);
-        let t = Transition::Judged {
-            run_conclusion: "success".into(),
-            judgement: j,
-        };
-        full.apply(&t, at(9));
+        judged(&mut full, 70, 70);
         assert_eq!(
             full.scope.unwrap().jobs_asked,
             70,
