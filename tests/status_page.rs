@@ -89,6 +89,7 @@ fn restart(n: u32, status: Status, outcome: Option<Verdict>, workflow: &str) -> 
             url: run.map(|_| check_run_url(n)).unwrap_or_default(),
             ..CheckRun::default()
         },
+        scope: None,
     }
 }
 

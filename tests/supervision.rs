@@ -77,6 +77,7 @@ async fn unknown_at_stop(store: &autorevert::store::Store, sha: &str) -> Restart
         delivery_id: "died".into(),
         version: autorevert::restart::next_version(),
         check: autorevert::restart::CheckRun::new(true),
+        scope: None,
     };
     let mut batch = Batch::default();
     batch.push(Entry::Restart(RestartRow::from(&r)));

@@ -72,6 +72,9 @@ pub async fn run(
                 r.times.confirm_latency_ms().unwrap_or(0)
             );
         }
+        if let Some(scope) = &r.scope {
+            println!("     asked for: {}", scope.describe());
+        }
         if let Some(o) = r.outcome {
             println!("     outcome: {o}");
         }

@@ -79,6 +79,13 @@ pub struct ClickHouseArgs {
         default_value = "materialized_views.workflow_job_by_head_sha"
     )]
     pub job_by_sha_table: String,
+    /// PyTorch's per-test results (the failing tests of a job: a restart's test filter).
+    #[arg(
+        long,
+        env = "CLICKHOUSE_TESTS_TABLE",
+        default_value = "tests.all_test_runs"
+    )]
+    pub tests_table: String,
     /// Longest wait for one ClickHouse query or INSERT, seconds. A server that stops
     /// answering (a network partition drops packets) would otherwise hold the caller for as
     /// long as TCP keepalive takes: many minutes.
@@ -263,6 +270,7 @@ impl ClickHouseArgs {
             ("CLICKHOUSE_JOB_TABLE", &self.job_table),
             ("CLICKHOUSE_RUN_TABLE", &self.run_table),
             ("CLICKHOUSE_JOB_BY_SHA_TABLE", &self.job_by_sha_table),
+            ("CLICKHOUSE_TESTS_TABLE", &self.tests_table),
         ] {
             check_identifier(var, name)?;
         }
@@ -296,6 +304,7 @@ impl ClickHouseArgs {
                 job: self.job_table.clone(),
                 run: self.run_table.clone(),
                 job_by_sha: self.job_by_sha_table.clone(),
+                tests: self.tests_table.clone(),
             },
             ingest: self.ingest.unwrap_or(loopback),
             timeout: Duration::from_secs(self.clickhouse_timeout_secs),

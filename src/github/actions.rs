@@ -3,8 +3,9 @@
 
 use super::GitHub;
 use super::transport::{base64_decode, url_escape};
+use super::workflow_file::{MAX_WORKFLOW_BYTES, WorkflowFile};
 use crate::intake::events::{Job, Run, workflow_file};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -131,18 +132,75 @@ impl GitHub {
         git_ref: &str,
         installation: Option<u64>,
     ) -> Result<Option<Vec<String>>> {
-        #[derive(Deserialize)]
-        struct Content {
-            content: String,
+        match self
+            .workflow_file(repo, workflow_file, git_ref, installation)
+            .await?
+        {
+            Some(file) => Ok(file.inputs),
+            None => bail!(".github/workflows/{workflow_file} is not in {repo} at {git_ref}"),
         }
+    }
+
+    /// The workflow file at `git_ref` (`GET /repos/{repo}/contents/{path}?ref=`, base64 as
+    /// GitHub documents it) and the dispatch inputs it declares, parsed once per blob.
+    /// `Ok(None)`: there is no such file at that ref (404). `Err`: GitHub could not be read,
+    /// or the file is not one this App reads (not a file, too large, not YAML, aliases).
+    pub async fn workflow_file(
+        &self,
+        repo: &str,
+        workflow_file: &str,
+        git_ref: &str,
+        installation: Option<u64>,
+    ) -> Result<Option<WorkflowFile>> {
         let client = self.client_for(repo, installation).await?;
-        let route = format!(
-            "/repos/{repo}/contents/.github/workflows/{workflow_file}?ref={}",
-            url_escape(git_ref)
-        );
-        let c: Content = client.get_json(&route).await?;
-        let raw: String = c.content.split_whitespace().collect();
-        let text = base64_decode(&raw).context("workflow file content is not base64")?;
-        super::workflow_file::dispatch_inputs(&text).map_err(|e| anyhow::anyhow!("{e}"))
+        let path = format!(".github/workflows/{workflow_file}");
+        let route = format!("/repos/{repo}/contents/{path}?ref={}", url_escape(git_ref));
+        let Some(c) = client.get_optional::<Content>(&route).await? else {
+            return Ok(None);
+        };
+        let inputs = self
+            .workflow_files
+            .inputs(&path, &c.sha, || c.text())
+            .map_err(|e| anyhow::anyhow!("{path} at {git_ref}: {e}"))?;
+        Ok(Some(WorkflowFile {
+            path,
+            blob_sha: c.sha,
+            inputs,
+        }))
+    }
+}
+
+/// A file as the contents API answers for it.
+#[derive(Deserialize)]
+struct Content {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    encoding: String,
+    #[serde(default)]
+    content: String,
+    #[serde(default)]
+    sha: String,
+    #[serde(default)]
+    size: usize,
+}
+
+impl Content {
+    /// The file's text. Files over 1 MB come with `encoding: none` and no content.
+    fn text(&self) -> Result<String, String> {
+        if self.kind != "file" {
+            return Err(format!("a {:?}, not a file", self.kind));
+        }
+        if self.size > MAX_WORKFLOW_BYTES {
+            return Err(format!(
+                "{} bytes, more than {MAX_WORKFLOW_BYTES}",
+                self.size
+            ));
+        }
+        if self.encoding != "base64" {
+            return Err(format!("content encoded {:?}, not base64", self.encoding));
+        }
+        let raw: String = self.content.split_whitespace().collect();
+        base64_decode(&raw).map_err(|e| format!("content is not base64 UTF-8 text: {e:#}"))
     }
 }

@@ -75,6 +75,8 @@ pub struct GitHub {
     clock: Arc<clock::Clock>,
     /// How GitHub has been answering (`/healthz`, `/metrics`).
     health: Arc<health::Health>,
+    /// Workflow files parsed, by (path, blob sha).
+    workflow_files: Arc<workflow_file::ParsedFiles>,
 }
 
 #[derive(Deserialize)]
@@ -104,6 +106,7 @@ impl GitHub {
             repo_installations: Default::default(),
             clock: Default::default(),
             health: Default::default(),
+            workflow_files: Default::default(),
         })
     }
 

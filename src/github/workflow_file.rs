@@ -1,6 +1,8 @@
 //! Reading a workflow file: does it accept `workflow_dispatch`, and with which inputs?
 //! (PyTorch's `WorkflowResolver` does the same before adding `jobs-to-include`.)
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use yaml_rust2::parser::{Event, EventReceiver, Parser};
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -43,6 +45,67 @@ pub fn dispatch_inputs(text: &str) -> Result<Option<Vec<String>>, String> {
     let docs =
         YamlLoader::load_from_str(text).map_err(|e| format!("workflow file is not YAML: {e}"))?;
     Ok(docs.first().and_then(inputs_of))
+}
+
+/// A workflow file at a ref, as the contents API gave it, and what it declares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowFile {
+    /// `.github/workflows/<file>`.
+    pub path: String,
+    /// The git blob: the same for every commit whose file is the same.
+    pub blob_sha: String,
+    /// `dispatch_inputs` of its text.
+    pub inputs: Option<Vec<String>>,
+}
+
+/// What `dispatch_inputs` made of one version of a file (an error is kept too).
+type Parse = Result<Option<Vec<String>>, String>;
+
+/// Parsed workflow files by (path, blob sha). A blob never changes, so a file is decoded and
+/// parsed once however many commits share it (trunk.yml changes a few times a week). At
+/// most `MAX_PARSED` versions are kept; the cache starts afresh when full.
+#[derive(Default)]
+pub struct ParsedFiles {
+    parsed: Mutex<HashMap<(String, String), Parse>>,
+}
+
+const MAX_PARSED: usize = 256;
+
+impl ParsedFiles {
+    /// The inputs of `path` at `blob`: parsed before, or now from `text()`.
+    pub fn inputs(
+        &self,
+        path: &str,
+        blob: &str,
+        text: impl FnOnce() -> Result<String, String>,
+    ) -> Parse {
+        let key = (path.to_string(), blob.to_string());
+        if let Some(known) = self.lock().get(&key) {
+            return known.clone();
+        }
+        let parsed = text().and_then(|t| dispatch_inputs(&t));
+        let mut cache = self.lock();
+        if cache.len() >= MAX_PARSED {
+            cache.clear();
+        }
+        cache.insert(key, parsed.clone());
+        parsed
+    }
+
+    /// Versions held.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Parse>> {
+        self.parsed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 fn inputs_of(doc: &Yaml) -> Option<Vec<String>> {
@@ -96,6 +159,29 @@ mod tests {
         assert_eq!(read("on: [push]\n"), None);
         assert_eq!(read("::: a scalar, no triggers"), None);
         assert!(dispatch_inputs("on: [unclosed").is_err());
+    }
+
+    #[test]
+    fn a_blob_is_parsed_once() {
+        let cache = ParsedFiles::default();
+        let mut reads = 0;
+        let mut read = |blob: &str, text: &str| {
+            cache.inputs("w.yml", blob, || {
+                reads += 1;
+                Ok(text.to_string())
+            })
+        };
+        let first = read(
+            "b1",
+            "on:\n  workflow_dispatch:\n    inputs:\n      jobs-to-include: {}\n",
+        );
+        assert_eq!(first, Ok(Some(vec!["jobs-to-include".to_string()])));
+        // The same blob again: the text is not even looked at.
+        assert_eq!(read("b1", "not read"), first);
+        assert_eq!(read("b2", "on: [push]\n"), Ok(None));
+        assert!(read("b3", "on: [unclosed").is_err());
+        assert_eq!(reads, 3);
+        assert_eq!(cache.len(), 3);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use super::effects::{Actions, Evidence};
 use super::follow_ups::check_run::CheckRuns;
 use super::follow_ups::confirm::Confirm;
 use super::follow_ups::evaluate::Evaluate;
+use super::follow_ups::scope::Scoping;
 use super::follow_ups::settle::Settle;
 use super::follow_ups::{Activity, FollowUps, Kind, dispatch};
 use super::kill_switch::KillSwitches;
@@ -50,6 +51,7 @@ pub struct Engine {
     follow_ups: FollowUps,
     kill_switches: KillSwitches,
     settle: Settle,
+    scoping: Scoping,
     confirm: Confirm,
     evaluate: Evaluate,
     check_runs: Arc<CheckRuns>,
@@ -91,6 +93,10 @@ impl Engine {
                 restarts: restarts.clone(),
                 github: github.clone(),
                 lookup_delay: timing.dispatch_lookup_delay,
+            },
+            scoping: Scoping {
+                evidence: evidence.clone(),
+                github: github.clone(),
             },
             confirm: Confirm {
                 restarts: restarts.clone(),
@@ -236,7 +242,8 @@ impl Engine {
             }
             Command::Dispatch { restart } => {
                 let r = (**restart).clone();
-                dispatch::dispatch(&self.settle, &self.follow_ups, r, d.replayed).await
+                let (settle, scoping) = (&self.settle, &self.scoping);
+                dispatch::dispatch(settle, scoping, &self.follow_ups, r, d.replayed).await
             }
             Command::RecordJob { repo, job } => {
                 record(Entry::Job(JobResultRow::new(repo, job))).await

@@ -159,7 +159,7 @@ impl Restarts {
 }
 
 /// The latencies a transition completes: request → dispatch answered, dispatch → jobs
-/// visible in ClickHouse; and each verdict.
+/// visible in ClickHouse; each verdict; each scope, and the jobs a judged restart ran.
 fn measure(t: &Transition, r: &Restart) {
     let seconds = |from: chrono::DateTime<Utc>, to: chrono::DateTime<Utc>| {
         (to - from).num_milliseconds().max(0) as f64 / 1000.0
@@ -180,6 +180,15 @@ fn measure(t: &Transition, r: &Restart) {
         Transition::Judged { judgement, .. } => {
             let verdict = judgement.verdict.as_str();
             metrics::counter!("autorevert_verdicts_total", "verdict" => verdict).increment(1);
+            // What targeted restarts save: jobs run again against jobs of the originals.
+            let restarted = u64::from(judgement.jobs_restarted);
+            metrics::counter!("autorevert_jobs_restarted_total").increment(restarted);
+            let original = u64::from(judgement.jobs_original);
+            metrics::counter!("autorevert_jobs_original_total").increment(original);
+        }
+        Transition::Scoped { scope } => {
+            let kind = scope.kind.as_str();
+            metrics::counter!("autorevert_restart_scopes_total", "kind" => kind).increment(1);
         }
         _ => {}
     }

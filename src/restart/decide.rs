@@ -198,6 +198,7 @@ fn new_restart(
         delivery_id: delivery_id.to_string(),
         version: next_version(),
         check: CheckRun::new(!dry_run),
+        scope: None,
     }
 }
 

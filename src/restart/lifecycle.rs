@@ -5,6 +5,7 @@
 
 use super::model::{Restart, Status};
 use super::outcome::Judgement;
+use super::scope::{Scope, ScopeKind};
 use crate::github::DispatchResult;
 use chrono::{DateTime, Utc};
 
@@ -13,6 +14,8 @@ snake_case_enum! {
 pub enum EventKind {
     /// A restart was warranted but the policy held it back.
     Skipped,
+    /// What the dispatch asks for was decided (full, or which jobs and tests, and why).
+    Scoped,
     /// `RESTART_ACTION=log`: what would have been sent.
     DispatchDryRun,
     /// Handled again after a crash: the run is looked up before any POST.
@@ -39,6 +42,8 @@ pub enum EventKind {
 /// One step of a restart's life.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transition {
+    /// What the dispatch asks for is decided (before the restart is first written).
+    Scoped { scope: Scope },
     /// What the dispatch POST came to (`found`: the run was found by listing runs after an
     /// unknown outcome, rather than returned by the POST).
     Dispatch { result: DispatchResult, found: bool },
@@ -113,6 +118,10 @@ impl Restart {
     /// Applies one transition at `now` and says what changed.
     pub fn apply(&mut self, t: &Transition, now: DateTime<Utc>) -> Change {
         match t {
+            Transition::Scoped { scope } => {
+                self.scope = Some(scope.clone());
+                Change::new(EventKind::Scoped, scope.describe()).with_details(scope)
+            }
             Transition::Dispatch { result, found } => self.dispatched(result, *found, now),
             Transition::Resend => {
                 self.dispatch_attempts += 1;
@@ -275,6 +284,14 @@ impl Restart {
         self.status = Status::Completed;
         self.times.completed_at = Some(now);
         self.outcome = Some(j.verdict);
+        if let Some(scope) = self.scope.as_mut() {
+            // The counts are final now: the original run's jobs are read whole to judge.
+            scope.jobs_restarted = Some(j.jobs_restarted);
+            scope.jobs_original = j.jobs_original;
+            if scope.kind == ScopeKind::Full {
+                scope.jobs_asked = j.jobs_original;
+            }
+        }
         self.reason = format!("run {run_id} concluded {run_conclusion}; {}", j.reason);
         self.check.evidence.verdicts = j.jobs.clone();
         Change {
@@ -425,7 +442,7 @@ mod tests {
     fn a_judged_restart_is_completed_with_its_verdict() {
         let mut r = dispatching();
         r.restart_run_id = Some(5);
-        let j = crate::restart::outcome::judge(&[], &[]);
+        let j = crate::restart::outcome::judge(&[], &[], |_| true);
         let c = r.apply(
             &Transition::Judged {
                 run_conclusion: "failure".into(),
@@ -504,11 +521,16 @@ mod tests {
     fn judging_keeps_the_per_job_verdicts_for_the_check_run() {
         let mut r = dispatching();
         let job = |n: &str, c: &str| crate::restart::JobState {
+            id: 0,
             name: n.into(),
             status: crate::intake::states::RunStatus::Completed,
             conclusion: Some(c.into()),
         };
-        let j = crate::restart::outcome::judge(&[job("a", "failure")], &[job("a", "success")]);
+        let j = crate::restart::outcome::judge(
+            &[job("a", "failure")],
+            &[job("a", "success")],
+            |_| true,
+        );
         let t = Transition::Judged {
             run_conclusion: "success".into(),
             judgement: j.clone(),
@@ -516,6 +538,51 @@ mod tests {
         r.apply(&t, at(9));
         assert_eq!(r.check.evidence.verdicts, j.jobs);
         assert_eq!(r.check.evidence.verdicts[0].verdict, Verdict::NotReproduced);
+    }
+
+    #[test]
+    fn a_scope_is_kept_and_counts_the_restarted_jobs_when_judged() {
+        let mut r = dispatching();
+        let scope = Scope {
+            kind: ScopeKind::Jobs,
+            jobs: vec!["linux-jammy".into()],
+            ..Scope::full("why")
+        };
+        let c = r.apply(
+            &Transition::Scoped {
+                scope: scope.clone(),
+            },
+            at(0),
+        );
+        assert_eq!(c.kind, EventKind::Scoped);
+        assert!(
+            c.message.contains("jobs-to-include: linux-jammy"),
+            "{}",
+            c.message
+        );
+        assert_eq!(r.scope.as_ref(), Some(&scope));
+        // Judged: 7 jobs of the restart ran, 70 of the original.
+        let judged = |r: &mut Restart, restarted, original| {
+            let mut j = crate::restart::outcome::judge(&[], &[], |_| true);
+            (j.jobs_restarted, j.jobs_original) = (restarted, original);
+            let t = Transition::Judged {
+                run_conclusion: "success".into(),
+                judgement: j,
+            };
+            r.apply(&t, at(9));
+        };
+        judged(&mut r, 7, 70);
+        let s = r.scope.unwrap();
+        assert_eq!((s.jobs_restarted, s.jobs_original), (Some(7), 70));
+        assert_eq!(s.jobs_asked, 0, "a job filter's count stays");
+        let mut full = dispatching();
+        full.scope = Some(Scope::full("no inputs"));
+        judged(&mut full, 70, 70);
+        assert_eq!(
+            full.scope.unwrap().jobs_asked,
+            70,
+            "a full restart asks for all"
+        );
     }
 
     #[test]

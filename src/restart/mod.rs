@@ -1,7 +1,8 @@
 //! Restarts: the domain. What a restart is (`model`) and how it changes (`lifecycle`), the
 //! ledger of them, the decisions (`decide`, with its `policy`, `pacing` and `command`s),
-//! which run belongs to a restart (`adopt`), the verdict on a finished one (`outcome`), and
-//! the check run that shows it on the commit (`check_run`).
+//! which run belongs to a restart (`adopt`), what it asks for (`scope`: the jobs and tests of
+//! a targeted restart), the verdict on a finished one (`outcome`), and the check run that
+//! shows it on the commit (`check_run`).
 //! All of it is pure: no I/O, no clock (time comes in as an argument).
 
 /// A domain enum stored and shown by its snake_case name (strum derives the conversions).
@@ -34,6 +35,7 @@ pub mod model;
 pub mod outcome;
 pub mod pacing;
 pub mod policy;
+pub mod scope;
 
 pub use adopt::adoptable;
 pub use check_run::{CheckRun, CheckRunView};
@@ -48,3 +50,4 @@ pub use model::{
 pub use outcome::{JobState, Judgement, Verdict, failing_base_names, judge};
 pub use pacing::{MAX_FAILED_DISPATCHES, retry_due};
 pub use policy::{Policy, RestartAction};
+pub use scope::{Scope, ScopeKind};

@@ -3,6 +3,7 @@
 
 use super::check_run::CheckRun;
 use super::outcome::Verdict;
+use super::scope::Scope;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::fmt;
@@ -101,6 +102,9 @@ pub struct Restart {
     pub version: u64,
     /// The check run showing this restart's evidence on its commit (`check_run.rs`).
     pub check: CheckRun,
+    /// What the dispatch asks for (filters, why, the jobs it ran against the original's);
+    /// `None` until it is decided, which is before the restart is first written.
+    pub scope: Option<Scope>,
 }
 
 impl Restart {
@@ -199,6 +203,7 @@ pub(crate) mod fixtures {
             delivery_id: "d".into(),
             version: 1,
             check: CheckRun::default(),
+            scope: None,
         }
     }
 }

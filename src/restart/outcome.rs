@@ -76,6 +76,8 @@ pub enum Verdict {
 /// One job's final state, as far as judging goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobState {
+    /// GitHub's job id (0 when unknown).
+    pub id: u64,
     pub name: String,
     pub status: RunStatus,
     pub conclusion: Option<Conclusion>,
@@ -84,6 +86,7 @@ pub struct JobState {
 impl JobState {
     pub fn of(j: &Job) -> JobState {
         JobState {
+            id: j.id,
             name: j.name.clone(),
             status: j.status.clone(),
             conclusion: j.conclusion.clone(),
@@ -134,6 +137,12 @@ pub struct Judgement {
     pub jobs: Vec<JobVerdict>,
     /// Base names that failed in the restart but not in the original run.
     pub other_failures: Vec<String>,
+    /// Originally failing base names the restart did not ask for (not judged).
+    pub not_asked: Vec<String>,
+    /// Jobs of the restart that ran (skipped ones left out: a job filter skips the rest).
+    pub jobs_restarted: u32,
+    /// Jobs of the original run that ran.
+    pub jobs_original: u32,
 }
 
 /// The base names of the jobs that failed in a run.
@@ -145,16 +154,42 @@ pub fn failing_base_names(jobs: &[JobState]) -> Vec<String> {
         .collect()
 }
 
-/// Judges a finished restart against the original run's failures.
-pub fn judge(original: &[JobState], restart: &[JobState]) -> Judgement {
-    let failing = failing_base_names(original);
+/// Judges a finished restart against the original run's failures. Only the failing jobs
+/// the restart asked for (`asked`, by base name) are compared: a job a filter left out is
+/// not "missing".
+pub fn judge(
+    original: &[JobState],
+    restart: &[JobState],
+    asked: impl Fn(&str) -> bool,
+) -> Judgement {
+    let all_failing = failing_base_names(original);
+    let (failing, not_asked): (Vec<String>, Vec<String>) =
+        all_failing.iter().cloned().partition(|n| asked(n.as_str()));
     let restart_groups = group(restart);
+    let ran = |jobs: &[JobState]| {
+        let ran = jobs
+            .iter()
+            .filter(|j| j.conclusion != Some(Conclusion::Skipped));
+        ran.count() as u32
+    };
+    let (jobs_restarted, jobs_original) = (ran(restart), ran(original));
     if failing.is_empty() {
+        let reason = if not_asked.is_empty() {
+            "no failing job is known for the original run".to_string()
+        } else {
+            format!(
+                "no originally failing job was asked for: {}",
+                not_asked.join(", ")
+            )
+        };
         return Judgement {
             verdict: Verdict::Inconclusive,
-            reason: "no failing job is known for the original run".into(),
+            reason,
             jobs: vec![],
             other_failures: vec![],
+            not_asked,
+            jobs_restarted,
+            jobs_original,
         };
     }
     let jobs: Vec<JobVerdict> = failing
@@ -178,15 +213,29 @@ pub fn judge(original: &[JobState], restart: &[JobState]) -> Judgement {
         .collect();
     let other_failures: Vec<String> = restart_groups
         .iter()
-        .filter(|(n, g)| **g == Group::Failed && !failing.contains(n))
+        .filter(|(n, g)| **g == Group::Failed && !all_failing.contains(n))
         .map(|(n, _)| n.clone())
         .collect();
+    let (verdict, reason) = overall(&jobs, &other_failures);
+    Judgement {
+        verdict,
+        reason,
+        jobs,
+        other_failures,
+        not_asked,
+        jobs_restarted,
+        jobs_original,
+    }
+}
+
+/// The verdict on a restart from its judged jobs and the jobs that failed only in it.
+fn overall(jobs: &[JobVerdict], other_failures: &[String]) -> (Verdict, String) {
     let reproduced: Vec<&str> = jobs
         .iter()
         .filter(|j| j.verdict == Verdict::Reproduced)
         .map(|j| j.job.as_str())
         .collect();
-    let (verdict, reason) = if !reproduced.is_empty() {
+    if !reproduced.is_empty() {
         (
             Verdict::Reproduced,
             format!("failed again: {}", reproduced.join(", ")),
@@ -216,12 +265,6 @@ pub fn judge(original: &[JobState], restart: &[JobState]) -> Judgement {
             Verdict::Inconclusive,
             format!("no evidence for: {}", unsettled.join(", ")),
         )
-    };
-    Judgement {
-        verdict,
-        reason,
-        jobs,
-        other_failures,
     }
 }
 
@@ -231,6 +274,7 @@ mod tests {
 
     fn job(name: &str, conclusion: &str) -> JobState {
         JobState {
+            id: 0,
             name: name.into(),
             status: RunStatus::Completed,
             conclusion: Some(conclusion.into()),
@@ -261,7 +305,7 @@ mod tests {
     /// Judges a restart from (name, conclusion) pairs of the original run and the restart.
     fn judged(orig: &[(&str, &str)], restart: &[(&str, &str)]) -> Judgement {
         let jobs = |v: &[(&str, &str)]| v.iter().map(|(n, c)| job(n, c)).collect::<Vec<_>>();
-        judge(&jobs(orig), &jobs(restart))
+        judge(&jobs(orig), &jobs(restart), |_| true)
     }
 
     #[test]
@@ -315,6 +359,29 @@ mod tests {
                 "{o:?} then {r:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_job_not_asked_for_is_not_missing() {
+        let orig = [
+            ("a / test (default, 1, 1, r)", "failure"),
+            ("b / build", "failure"),
+        ];
+        // A job filter asked for `a` only: `b` was skipped, and is no evidence either way.
+        let restart = [
+            ("a / build", "success"),
+            ("a / test (default, 1, 1, r)", "failure"),
+            ("b / build", "skipped"),
+        ];
+        let jobs = |v: &[(&str, &str)]| v.iter().map(|(n, c)| job(n, c)).collect::<Vec<_>>();
+        let j = judge(&jobs(&orig), &jobs(&restart), |n| n.starts_with("a "));
+        assert_eq!(j.verdict, Verdict::Reproduced, "{}", j.reason);
+        assert_eq!(j.jobs.len(), 1);
+        assert_eq!(j.not_asked, vec!["b / build".to_string()]);
+        assert_eq!((j.jobs_restarted, j.jobs_original), (2, 2));
+        let none = judge(&jobs(&orig), &jobs(&restart), |_| false);
+        assert_eq!(none.verdict, Verdict::Inconclusive);
+        assert!(none.reason.contains("asked for"), "{}", none.reason);
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! ClickHouse: the App's store. `Store` is the client, every call bounded by a timeout;
 //! `schema` its tables and migrations, `rows` and `mirror` what is written, `batch` how
 //! (one INSERT per table), `recorder` when (batched, behind the delivery log's acks), and
-//! `queries` what is read back (`status`: what the status pages read).
+//! `queries` what is read back (`status`: what the status pages read; `failures`: how the
+//! failing jobs of a run failed, for a restart's test filter).
 
 pub mod batch;
+pub mod failures;
 pub mod mirror;
 pub mod queries;
 pub mod recorder;
@@ -28,6 +30,8 @@ pub struct Tables {
     pub job: String,
     pub run: String,
     pub job_by_sha: String,
+    /// PyTorch's per-test results (`tests.all_test_runs`): a restart's test filter.
+    pub tests: String,
 }
 
 #[derive(Clone)]

@@ -107,7 +107,7 @@ impl Store {
         let rows: Vec<JobStateRow> = self
             .client
             .query(&format!(
-                "SELECT name, status, conclusion FROM {} FINAL
+                "SELECT job_id, name, status, conclusion FROM {} FINAL
                  WHERE repo = {{repo:String}} AND run_id = {{run:UInt64}} ORDER BY name",
                 self.t("job_results")
             ))

@@ -5,7 +5,8 @@ use crate::intake::events::Job;
 use crate::restart::check_run::{CheckEvidence, CheckRun};
 use crate::restart::outcome::JobVerdict;
 use crate::restart::{
-    Change, Command, EventKind, JobState, Restart, RestartKey, Status, Timeline, Verdict,
+    Change, Command, EventKind, JobState, Restart, RestartKey, Scope, ScopeKind, Status, Timeline,
+    Verdict,
 };
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -62,6 +63,56 @@ pub struct RestartRow {
     /// `CheckEvidence` as JSON ('' when none).
     check_run_jobs: String,
     check_run_error: String,
+    // The scope (migration 6): what the dispatch asked for, why, and the jobs it ran.
+    scope_kind: String,
+    scope_reason: String,
+    scope_jobs: Vec<String>,
+    scope_tests: Vec<String>,
+    scope_source: String,
+    jobs_original: u32,
+    jobs_asked: u32,
+    jobs_restarted: Option<u32>,
+}
+
+impl RestartRow {
+    /// The scope's columns (`scope_kind` empty: not decided yet).
+    fn with_scope(mut self, scope: Option<&Scope>) -> RestartRow {
+        if let Some(s) = scope {
+            self.scope_kind = s.kind.as_str().to_string();
+            self.scope_reason = s.reason.clone();
+            self.scope_jobs = s.jobs.clone();
+            self.scope_tests = s.tests.clone();
+            self.scope_source = s.source.clone();
+            self.jobs_original = s.jobs_original;
+            self.jobs_asked = s.jobs_asked;
+            self.jobs_restarted = s.jobs_restarted;
+        }
+        self
+    }
+
+    /// The scope these columns hold. Rows written before migration 6 read as full restarts
+    /// (the column's default), which is what they were.
+    fn scope(&self) -> Result<Option<Scope>> {
+        if self.scope_kind.is_empty() {
+            return Ok(None);
+        }
+        let kind = ScopeKind::parse(&self.scope_kind).with_context(|| {
+            format!(
+                "restart {}: unknown scope kind {:?}",
+                self.restart_id, self.scope_kind
+            )
+        })?;
+        Ok(Some(Scope {
+            kind,
+            reason: self.scope_reason.clone(),
+            jobs: self.scope_jobs.clone(),
+            tests: self.scope_tests.clone(),
+            source: self.scope_source.clone(),
+            jobs_original: self.jobs_original,
+            jobs_asked: self.jobs_asked,
+            jobs_restarted: self.jobs_restarted,
+        }))
+    }
 }
 
 impl From<&Restart> for RestartRow {
@@ -102,7 +153,16 @@ impl From<&Restart> for RestartRow {
                 serde_json::to_string(&r.check.evidence).unwrap_or_default()
             },
             check_run_error: r.check.error.clone(),
+            scope_kind: String::new(),
+            scope_reason: String::new(),
+            scope_jobs: vec![],
+            scope_tests: vec![],
+            scope_source: String::new(),
+            jobs_original: 0,
+            jobs_asked: 0,
+            jobs_restarted: None,
         }
+        .with_scope(r.scope.as_ref())
     }
 }
 
@@ -121,6 +181,7 @@ impl RestartRow {
                     .with_context(|| format!("restart {id}: unknown outcome {other:?}"))?,
             ),
         };
+        let scope = self.scope()?;
         let evidence = match self.check_run_jobs.as_str() {
             "" => CheckEvidence::default(),
             json => serde_json::from_str(json)
@@ -135,6 +196,7 @@ impl RestartRow {
             error: self.check_run_error,
         };
         Ok(Restart {
+            scope,
             key: RestartKey {
                 repo: self.repo,
                 workflow: self.workflow,
@@ -283,6 +345,7 @@ impl JobResultRow {
 
     pub fn state(&self) -> JobState {
         JobStateRow {
+            job_id: self.job_id,
             name: self.name.clone(),
             status: self.status.clone(),
             conclusion: self.conclusion.clone(),
@@ -335,6 +398,7 @@ impl VerdictRow {
 /// A job's state as `job_results` has it.
 #[derive(Debug, Row, Deserialize)]
 pub struct JobStateRow {
+    job_id: u64,
     name: String,
     status: String,
     conclusion: String,
@@ -343,6 +407,7 @@ pub struct JobStateRow {
 impl From<JobStateRow> for JobState {
     fn from(r: JobStateRow) -> JobState {
         JobState {
+            id: r.job_id,
             name: r.name,
             status: r.status.into(),
             conclusion: (!r.conclusion.is_empty()).then(|| r.conclusion.into()),

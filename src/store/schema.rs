@@ -95,7 +95,29 @@ const MIGRATIONS: &[Migration] = &[
             )]
         },
     },
+    Migration {
+        version: 7,
+        name: "restarts: the scope (full, jobs, tests, jobs+tests), its filters and job counts",
+        statements: scope_columns,
+    },
 ];
+
+/// What a restart asked for, why and from which evidence, and the jobs it ran against the
+/// original run's. Rows from before read as full restarts, which they were.
+fn scope_columns(t: &Tables) -> Vec<String> {
+    vec![format!(
+        "ALTER TABLE {}.restarts
+            ADD COLUMN IF NOT EXISTS scope_kind LowCardinality(String) DEFAULT 'full',
+            ADD COLUMN IF NOT EXISTS scope_reason String,
+            ADD COLUMN IF NOT EXISTS scope_jobs Array(String),
+            ADD COLUMN IF NOT EXISTS scope_tests Array(String),
+            ADD COLUMN IF NOT EXISTS scope_source String,
+            ADD COLUMN IF NOT EXISTS jobs_original UInt32,
+            ADD COLUMN IF NOT EXISTS jobs_asked UInt32,
+            ADD COLUMN IF NOT EXISTS jobs_restarted Nullable(UInt32)",
+        t.database
+    )]
+}
 
 impl Migration {
     fn label(&self) -> String {
@@ -167,10 +189,11 @@ fn db_of(table: &str) -> Option<&str> {
 /// so 1024/256-row granules make a lookup read a few thousand rows instead of tens of
 /// thousands (bench/confirmation.sh), for a primary index of ~20k marks per 20M rows.
 fn mirror_tables(t: &Tables) -> Vec<String> {
-    let mut dbs: Vec<&str> = [&t.job, &t.run, &t.job_by_sha]
+    let mut dbs: Vec<&str> = [&t.job, &t.run, &t.job_by_sha, &t.tests]
         .iter()
         .filter_map(|n| db_of(n))
         .collect();
+    dbs.sort_unstable();
     dbs.dedup();
     let run_dict = format!("{}_dict", t.run);
     let (run_db, run_table) = t.run.split_once('.').unwrap_or((&t.database, &t.run));
@@ -223,7 +246,41 @@ fn mirror_tables(t: &Tables) -> Vec<String> {
         by_sha = t.job_by_sha,
         job = t.job
     ));
+    out.extend(failure_evidence_tables(t));
     out
+}
+
+/// The log classifier's verdict on a job (PyTorch's `torchci_classification`, `_temp` while
+/// the job runs, and the `_kg` alias that prefers the final one), and a small copy of
+/// `tests.all_test_runs` (the columns PyTorch's autorevert reads): the evidence of a
+/// restart's test filter. Nothing the App receives fills them; PyTorch's pipelines do (the
+/// tests fill the mirror themselves). Added by ALTER too, for mirrors made before.
+fn failure_evidence_tables(t: &Tables) -> Vec<String> {
+    const CLASSIFICATION: &str = "Tuple(captures Array(String), context Array(String), \
+        job_id Int64, line String, line_num Int64, rule String)";
+    let job = &t.job;
+    vec![
+        format!(
+            "ALTER TABLE {job} ADD COLUMN IF NOT EXISTS torchci_classification {CLASSIFICATION}"
+        ),
+        format!(
+            "ALTER TABLE {job} ADD COLUMN IF NOT EXISTS torchci_classification_temp {CLASSIFICATION}"
+        ),
+        format!(
+            "ALTER TABLE {job} ADD COLUMN IF NOT EXISTS torchci_classification_kg {CLASSIFICATION}
+             ALIAS if(tupleElement(torchci_classification, 'line') = '',
+                      torchci_classification_temp, torchci_classification)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {tests} (
+                job_id Int64, workflow_id Int64, workflow_run_attempt Int32,
+                file String, classname String, name String,
+                failure_count UInt32, error_count UInt32, skipped_count UInt32, rerun_count UInt32,
+                time_inserted DateTime DEFAULT now()
+            ) ENGINE = MergeTree ORDER BY (job_id, file, classname, name)",
+            tests = t.tests
+        ),
+    ]
 }
 
 impl Store {

@@ -79,6 +79,7 @@ impl Binary {
             .env("CLICKHOUSE_JOB_TABLE", &t.job)
             .env("CLICKHOUSE_RUN_TABLE", &t.run)
             .env("CLICKHOUSE_JOB_BY_SHA_TABLE", &t.job_by_sha)
+            .env("CLICKHOUSE_TESTS_TABLE", &t.tests)
             .env("DISPATCH_LOOKUP_DELAY_MS", "100")
             .env("RECONCILE_SECS", "0")
             .env("REDELIVER_SECS", "0")
@@ -119,9 +120,14 @@ impl Binary {
     }
 
     pub async fn deliver(&self, id: &str, body: Vec<u8>) -> u16 {
+        self.deliver_event("workflow_run", id, body).await
+    }
+
+    /// Delivers `body` as GitHub's `event` (signed), with delivery id `id`; the status.
+    pub async fn deliver_event(&self, event: &str, id: &str, body: Vec<u8>) -> u16 {
         http_client()
             .post(format!("{}/webhook", self.url()))
-            .header("x-github-event", "workflow_run")
+            .header("x-github-event", event)
             .header("x-github-delivery", id)
             .header(
                 "x-hub-signature-256",

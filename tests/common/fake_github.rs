@@ -118,6 +118,8 @@ pub struct GhState {
     pub down: Option<u16>,
     /// Check runs and how their endpoints answer (see "check runs" below).
     pub checks: FakeChecks,
+    /// Workflow files per ref, and scripted answers of the contents API (see its block).
+    pub contents: Contents,
 }
 
 /// GitHub's primary rate limit per hour: an installation's or an App's, and without
@@ -541,27 +543,6 @@ async fn list_workflows(
         .map(|(i, (name, path, state))| json!({"id": i + 1, "name": name, "path": path, "state": state}))
         .collect();
     Json(json!({"total_count": wfs.len(), "workflows": wfs})).into_response()
-}
-
-async fn contents(
-    State(st): State<Shared>,
-    Path((o, r, path)): Path<(String, String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    use base64::Engine;
-    let repo = format!("{o}/{r}");
-    let s = st.lock().unwrap();
-    if let Err(resp) = check_token(&s, &headers, &repo) {
-        return resp;
-    }
-    match s.files.get(&path) {
-        Some(text) => Json(json!({
-            "type": "file", "path": path, "encoding": "base64",
-            "content": base64::engine::general_purpose::STANDARD.encode(text),
-        }))
-        .into_response(),
-        None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
-    }
 }
 
 async fn hook_deliveries(
@@ -1103,6 +1084,7 @@ impl FakeGitHub {
             failing_permissions: HashMap::new(),
             clock_skew: chrono::Duration::zero(),
             hook_deliveries: vec![],
+            contents: Contents::default(),
             redeliveries: vec![],
             rate_limited: VecDeque::new(),
             app: (
@@ -1740,5 +1722,100 @@ impl FakeGitHub {
     /// Every check-run call answers `status` (Some) or works again (None).
     pub fn check_runs_down(&self, status: Option<u16>) {
         self.state.lock().unwrap().checks.down = status;
+    }
+}
+
+// ---- workflow files: the contents API ----
+//
+// `GET /repos/{o}/{r}/contents/{path}?ref=<ref>` answers as GitHub documents it for a file:
+// `type: file`, its git blob `sha`, `size`, `encoding: base64` and the base64 text wrapped
+// in lines of 60 characters, as GitHub sends it. `files` (`add_file`) holds a file at every
+// ref; `add_file_at` gives it other text at one ref (so two commits can have two blobs).
+// Answers can be scripted (`fail_contents`: 404, 500, ...); a path it does not hold is 404.
+
+#[derive(Default)]
+pub struct Contents {
+    /// (path, ref) -> text at that ref, over `files`.
+    pub at_ref: HashMap<(String, String), String>,
+    /// Statuses the next contents requests are answered with, in order.
+    pub failures: VecDeque<u16>,
+}
+
+/// A blob id for `text`. GitHub's is git's SHA-1 of `blob <len>\0<text>`; the fake takes
+/// the first 40 hex digits of SHA-256 of the same bytes (the App only compares blob ids).
+fn blob_sha(text: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(format!("blob {}\0", text.len()));
+    h.update(text.as_bytes());
+    hex::encode(h.finalize())[..40].to_string()
+}
+
+async fn contents(
+    State(st): State<Shared>,
+    Path((o, r, path)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    use base64::Engine;
+    let repo = format!("{o}/{r}");
+    let mut s = st.lock().unwrap();
+    if let Err(resp) = check_token(&s, &headers, &repo) {
+        return resp;
+    }
+    if let Some(status) = s.contents.failures.pop_front() {
+        let message = if status == 404 {
+            "Not Found"
+        } else {
+            "Server Error"
+        };
+        return gh_error(StatusCode::from_u16(status).unwrap(), message);
+    }
+    let at_ref = q
+        .get("ref")
+        .and_then(|git_ref| s.contents.at_ref.get(&(path.clone(), git_ref.clone())));
+    let Some(text) = at_ref.or_else(|| s.files.get(&path)).cloned() else {
+        return gh_error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&text);
+    let wrapped: String = encoded
+        .as_bytes()
+        .chunks(60)
+        .map(|line| format!("{}\n", String::from_utf8_lossy(line)))
+        .collect();
+    let name = path.rsplit('/').next().unwrap_or(&path).to_string();
+    Json(json!({
+        "type": "file", "encoding": "base64", "size": text.len(), "name": name, "path": path,
+        "content": wrapped, "sha": blob_sha(&text),
+        "url": format!("https://api.github.com/repos/{repo}/contents/{path}"),
+    }))
+    .into_response()
+}
+
+impl FakeGitHub {
+    /// `path` holds `text` at `git_ref` (at other refs, what `add_file` gave it, if anything).
+    pub fn add_file_at(&self, path: &str, git_ref: &str, text: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.contents
+            .at_ref
+            .insert((path.into(), git_ref.into()), text.into());
+    }
+
+    /// The next contents requests are answered with these statuses, one each.
+    pub fn fail_contents(&self, statuses: impl IntoIterator<Item = u16>) {
+        self.state
+            .lock()
+            .unwrap()
+            .contents
+            .failures
+            .extend(statuses);
+    }
+
+    /// The contents requests GitHub received for `path`, with their query.
+    pub fn contents_requests(&self, path: &str) -> Vec<String> {
+        self.requests_matching("GET", &format!("/contents/{path}"))
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect()
     }
 }

@@ -57,6 +57,7 @@ pub async fn fresh_store() -> Store {
             job: format!("{db}.workflow_job"),
             run: format!("{db}.workflow_run"),
             job_by_sha: format!("{db}.workflow_job_by_head_sha"),
+            tests: format!("{db}.all_test_runs"),
             database: db,
         },
         ingest: true,
@@ -346,6 +347,7 @@ impl TestApp {
             ("CLICKHOUSE_JOB_TABLE".into(), t.job.clone()),
             ("CLICKHOUSE_RUN_TABLE".into(), t.run.clone()),
             ("CLICKHOUSE_JOB_BY_SHA_TABLE".into(), t.job_by_sha.clone()),
+            ("CLICKHOUSE_TESTS_TABLE".into(), t.tests.clone()),
         ]
     }
 

@@ -2,6 +2,7 @@
 //! them), reads go to the store.
 
 use super::Evidence;
+use crate::restart::scope::TestEvidence;
 use crate::restart::{JobState, Restart, RestartKey};
 use crate::store::Store;
 use crate::store::recorder::{Entry, Recorder};
@@ -38,5 +39,9 @@ impl Evidence for ClickHouseEvidence {
 
     async fn restart_visible(&self, key: &RestartKey) -> Result<bool> {
         self.store.restart_visible(key).await
+    }
+
+    async fn test_evidence(&self, job_ids: &[u64]) -> Result<TestEvidence> {
+        self.store.test_evidence(job_ids).await
     }
 }

@@ -6,6 +6,7 @@ use crate::github::{
 };
 use crate::intake::events::{Job, Run};
 use crate::restart::Restart;
+use crate::restart::scope::Declared;
 use anyhow::Result;
 
 #[async_trait::async_trait]
@@ -25,6 +26,21 @@ impl Actions for GitHub {
 
     async fn run_jobs(&self, r: &Restart, run_id: u64) -> Result<Vec<Job>> {
         GitHub::run_jobs(self, &r.key.repo, run_id, r.installation_id).await
+    }
+
+    async fn declared_inputs(&self, r: &Restart) -> Result<Declared, String> {
+        let (repo, file, git_ref) = (&r.key.repo, &r.workflow_file, r.trunk_ref());
+        let read = GitHub::workflow_file(self, repo, file, &git_ref, r.installation_id).await;
+        match read {
+            Ok(Some(f)) => Ok(Declared {
+                inputs: f.inputs,
+                file: format!("{}@{}", f.path, f.blob_sha),
+            }),
+            Ok(None) => Err(format!(
+                ".github/workflows/{file} not found at {git_ref} (GitHub answered 404)"
+            )),
+            Err(e) => Err(format!("{e:#}")),
+        }
     }
 
     async fn kill_switch(
@@ -82,6 +98,10 @@ impl Actions for NoGitHub {
 
     async fn run_jobs(&self, _: &Restart, _: u64) -> Result<Vec<Job>> {
         Ok(vec![])
+    }
+
+    async fn declared_inputs(&self, _: &Restart) -> Result<Declared, String> {
+        Err("no GitHub credentials are configured".into())
     }
 
     async fn kill_switch(&self, _: &str, _: &str, _: Option<u64>) -> Result<Option<KillSwitch>> {

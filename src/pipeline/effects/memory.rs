@@ -2,6 +2,7 @@
 //! be judged; everything else is only logged. Nothing survives the process.
 
 use super::Evidence;
+use crate::restart::scope::TestEvidence;
 use crate::restart::{JobState, Restart, RestartKey, trunk_ref};
 use crate::store::recorder::Entry;
 use anyhow::Result;
@@ -53,6 +54,11 @@ impl Evidence for MemoryEvidence {
             .get(&(repo.to_string(), run_id))
             .map(|m| m.values().map(|(s, _, _)| s.clone()).collect())
             .unwrap_or_default())
+    }
+
+    /// Without ClickHouse there is no test evidence: a restart gets no test filter.
+    async fn test_evidence(&self, _: &[u64]) -> Result<TestEvidence> {
+        anyhow::bail!("no ClickHouse is configured to read failing tests from")
     }
 
     /// A job of the workflow recorded on `trunk/<sha>` (what PyTorch's query looks for).

@@ -16,7 +16,8 @@ use crate::github::{
     CheckRunCreated, CheckRunRef, CheckRunRequest, DispatchRequest, DispatchResult, KillSwitch,
 };
 use crate::intake::events::{Job, Run};
-use crate::restart::{CheckRunView, JobState, Restart, RestartKey};
+use crate::restart::scope::{Declared, TestEvidence};
+use crate::restart::{CheckRunView, JobState, Restart, RestartKey, Scope};
 use crate::store::recorder::Entry;
 use anyhow::Result;
 
@@ -33,6 +34,9 @@ pub trait Evidence: Send + Sync {
     async fn job_states(&self, repo: &str, run_id: u64) -> Result<Vec<JobState>>;
     /// Whether the restart's jobs are visible (PyTorch's confirmation query).
     async fn restart_visible(&self, key: &RestartKey) -> Result<bool>;
+    /// The classification rules and failing tests of these jobs (PyTorch's job table and
+    /// `tests.all_test_runs`), for a restart's test filter.
+    async fn test_evidence(&self, job_ids: &[u64]) -> Result<TestEvidence>;
 }
 
 /// What the pipeline asks of GitHub about a restart. Reads are retried by the client's one
@@ -46,6 +50,9 @@ pub trait Actions: Send + Sync {
     async fn dispatched_runs(&self, r: &Restart) -> Result<Vec<Run>>;
     /// Every job of a run's latest attempt (a run of the restart's repository).
     async fn run_jobs(&self, r: &Restart, run_id: u64) -> Result<Vec<Job>>;
+    /// The dispatch inputs the restart's workflow file declares at its `trunk/<sha>`;
+    /// `Err`: why it could not be read or parsed.
+    async fn declared_inputs(&self, r: &Restart) -> Result<Declared, String>;
     /// The kill switch of a repository, if one is on. An error: its state is unknown.
     async fn kill_switch(
         &self,
@@ -88,12 +95,13 @@ pub fn check_run_request(r: &Restart, view: &CheckRunView) -> CheckRunRequest {
     }
 }
 
-/// The dispatch a restart stands for.
+/// The dispatch a restart stands for: the same request every time it is sent, filters
+/// included (they were decided, and written, before the first POST).
 pub fn request(r: &Restart) -> DispatchRequest {
     DispatchRequest {
         repo: r.key.repo.clone(),
         workflow_file: r.workflow_file.clone(),
         git_ref: r.trunk_ref(),
-        inputs: None,
+        inputs: r.scope.as_ref().and_then(Scope::inputs),
     }
 }

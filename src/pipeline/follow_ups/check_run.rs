@@ -11,7 +11,7 @@
 //! restart: it is tried again at the restart's next change, the next start or the
 //! reconciler's next pass.
 
-use super::evaluate::Evaluate;
+use super::evaluate::{Evaluate, job_states};
 use super::{FollowUps, Kind};
 use crate::github::{CheckRunCreated, CheckRunRef, CheckRunRequest};
 use crate::pipeline::effects::{Actions, Evidence, check_run_request};
@@ -103,7 +103,8 @@ impl CheckRunSync {
         let ev = &r.check.evidence;
         if ev.failing_jobs.is_empty() && ev.verdicts.is_empty() {
             let original = r.original_run_id;
-            let jobs = self.evaluate.jobs_of(&r, original, true).await;
+            let (evidence, github) = (&*self.evaluate.evidence, &*self.evaluate.github);
+            let (jobs, _) = job_states(evidence, github, &r, original, true).await;
             r.check.evidence.failing_jobs = failing_base_names(&jobs);
         }
         let view = desired(&r)?;

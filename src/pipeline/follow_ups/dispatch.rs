@@ -1,19 +1,31 @@
 //! Sending a claimed restart. Its intent is durable already: the delivery that caused it
 //! stays in the delivery log until the restart's rows are written, and is replayed after a
 //! crash, when `replayed` makes the dispatch list runs before it POSTs.
+//!
+//! What the dispatch asks for (its `scope`: the whole workflow, or which jobs and tests) is
+//! decided first and written with the restart's first row, so every POST of it, a resend
+//! after an unknown outcome included, sends the same inputs.
 
+use super::scope::Scoping;
 use super::settle::Settle;
 use super::{FollowUps, Kind};
 use crate::github::DispatchResult;
 use crate::pipeline::effects::request;
+use crate::pipeline::restarts::Restarts;
 use crate::restart::{Change, EventKind, Restart, Transition};
 
-/// Records the claimed restart, then sends it once (a dry run only logs what it would send;
-/// a replayed one is settled: runs are listed first). An outcome that leaves the run unknown
-/// is settled by a follow-up.
-pub async fn dispatch(settle: &Settle, follow_ups: &FollowUps, r: Restart, replayed: bool) {
+/// Decides the claimed restart's scope and records it, then sends it once (a dry run only
+/// logs what it would send; a replayed one is settled: runs are listed first). An outcome
+/// that leaves the run unknown is settled by a follow-up.
+pub async fn dispatch(
+    settle: &Settle,
+    scoping: &Scoping,
+    follow_ups: &FollowUps,
+    r: Restart,
+    replayed: bool,
+) {
     let restarts = &settle.restarts;
-    restarts.persist(&r).await;
+    let r = scoped(restarts, scoping, r).await;
     let req = request(&r);
     if r.dry_run {
         let change = Change::new(
@@ -46,6 +58,25 @@ pub async fn dispatch(settle: &Settle, follow_ups: &FollowUps, r: Restart, repla
     restarts.on_transition(&r.restart_id, t).await;
     if unsettled {
         settle.spawn(follow_ups, &r.restart_id, true);
+    }
+}
+
+/// The restart with its scope decided and written (its first row); one that has a scope
+/// already is written as it is.
+async fn scoped(restarts: &Restarts, scoping: &Scoping, r: Restart) -> Restart {
+    if r.scope.is_some() {
+        restarts.persist(&r).await;
+        return r;
+    }
+    let scope = scoping.decide(&r).await;
+    let t = Transition::Scoped { scope };
+    match restarts.on_transition(&r.restart_id, t).await {
+        Some(updated) => updated,
+        None => {
+            // Not in the ledger (it always is: claimed before this runs); written as it is.
+            restarts.persist(&r).await;
+            r
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Follow-ups: the slow steps of a restart (settling an unknown dispatch, confirming in
 //! ClickHouse, judging the finished run, bringing its check run on the commit up to date)
-//! run as tasks of their own, never inline in a
+//! run as tasks of their own (deciding what a dispatch asks for, `scope`, runs before it,
+//! bounded), never inline in a
 //! worker, so a slow GitHub or ClickHouse never holds a commit's shard. At most one of each
 //! kind runs per restart: a second request while one runs is dropped (its work is done
 //! by the running one).
@@ -9,6 +10,7 @@ pub mod check_run;
 pub mod confirm;
 pub mod dispatch;
 pub mod evaluate;
+pub mod scope;
 pub mod settle;
 
 use std::collections::HashSet;
