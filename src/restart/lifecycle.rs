@@ -526,11 +526,10 @@ mod tests {
             status: crate::intake::states::RunStatus::Completed,
             conclusion: Some(c.into()),
         };
-        let j = crate::restart::outcome::judge(
-            &[job("a", "failure")],
-            &[job("a", "success")],
-            |_| true,
-        );
+        let j =
+            crate::restart::outcome::judge(&[job("a", "failure")], &[job("a", "success")], |_| {
+                true
+            });
         let t = Transition::Judged {
             run_conclusion: "success".into(),
             judgement: j.clone(),
