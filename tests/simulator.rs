@@ -29,13 +29,23 @@ fn a_seed_always_draws_the_same_trunk_and_outcome() {
     let wf = Workflow::trunk();
     let a = Truth::draw(&short_day(), &wf, 5);
     let b = Truth::draw(&short_day(), &wf, 5);
-    assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+    assert_eq!(
+        serde_json::to_string(&a).unwrap(),
+        serde_json::to_string(&b).unwrap()
+    );
     assert_ne!(
         serde_json::to_string(&a).unwrap(),
         serde_json::to_string(&Truth::draw(&short_day(), &wf, 6)).unwrap()
     );
     assert!(a.commits() > 30, "{} commits in 8 h", a.commits());
-    let opts = options(2, short_day(), vec![PolicyChoice::Engine(DecisionConfig::default()), PolicyChoice::Lambda]);
+    let opts = options(
+        2,
+        short_day(),
+        vec![
+            PolicyChoice::Engine(DecisionConfig::default()),
+            PolicyChoice::Lambda,
+        ],
+    );
     let x = serde_json::to_string(&simulator::run(&opts).unwrap().seeds).unwrap();
     let y = serde_json::to_string(&simulator::run(&opts).unwrap().seeds).unwrap();
     assert_eq!(x, y);
@@ -49,19 +59,35 @@ fn clean_breakages_are_caught_by_both_policies_without_false_reverts() {
         breakages_per_day: 3.0,
         ..short_day()
     };
-    let opts = options(3, sim, vec![PolicyChoice::Engine(DecisionConfig::default()), PolicyChoice::Lambda]);
+    let opts = options(
+        3,
+        sim,
+        vec![
+            PolicyChoice::Engine(DecisionConfig::default()),
+            PolicyChoice::Lambda,
+        ],
+    );
     let out = simulator::run(&opts).unwrap();
     for p in &out.policies {
         assert_eq!(p.false_reverts, 0, "{p:?}");
         assert!(p.breakages >= 3, "{p:?}");
         assert!(p.caught * 2 >= p.breakages, "{p:?}");
-        assert!(p.time_to_revert_median_mins.unwrap() > 60.0, "a job runs for an hour: {p:?}");
+        assert!(
+            p.time_to_revert_median_mins.unwrap() > 60.0,
+            "a job runs for an hour: {p:?}"
+        );
         assert!(p.restart_runs > 0, "{p:?}");
     }
     let engine = &out.policies[0];
     let lambda = &out.policies[1];
-    assert_eq!((engine.policy.as_str(), lambda.policy.as_str()), ("engine", "lambda"));
-    assert!(engine.restart_job_hours < lambda.restart_job_hours, "{engine:?} {lambda:?}");
+    assert_eq!(
+        (engine.policy.as_str(), lambda.policy.as_str()),
+        ("engine", "lambda")
+    );
+    assert!(
+        engine.restart_job_hours < lambda.restart_job_hours,
+        "{engine:?} {lambda:?}"
+    );
 }
 
 #[test]
@@ -77,14 +103,23 @@ fn without_breakages_a_revert_is_a_false_one() {
         sim,
         vec![
             PolicyChoice::Engine(DecisionConfig::default()),
-            PolicyChoice::Command { command: format!("python3 {naive}"), tick_secs: 300 },
+            PolicyChoice::Command {
+                command: format!("python3 {naive}"),
+                tick_secs: 300,
+            },
         ],
     );
     let out = simulator::run(&opts).unwrap();
     let (engine, naive) = (&out.policies[0], &out.policies[1]);
     assert_eq!((engine.breakages, engine.caught), (0, 0), "{engine:?}");
-    assert!(naive.false_reverts > 0, "revert-on-red at a 5 % flake rate: {naive:?}");
-    assert!(engine.false_reverts < naive.false_reverts, "{engine:?} {naive:?}");
+    assert!(
+        naive.false_reverts > 0,
+        "revert-on-red at a 5 % flake rate: {naive:?}"
+    );
+    assert!(
+        engine.false_reverts < naive.false_reverts,
+        "{engine:?} {naive:?}"
+    );
     assert_eq!(naive.restart_runs, 0);
 }
 
@@ -93,13 +128,29 @@ fn a_policy_command_that_breaks_its_protocol_is_a_clear_error() {
     let opts = options(
         1,
         short_day(),
-        vec![PolicyChoice::Command { command: "echo not-json".into(), tick_secs: 300 }],
+        vec![PolicyChoice::Command {
+            command: "echo not-json".into(),
+            tick_secs: 300,
+        }],
     );
     let err = format!("{:#}", simulator::run(&opts).unwrap_err());
-    assert!(err.contains("not an actions line") && err.contains("not-json"), "{err}");
-    let opts = options(1, short_day(), vec![PolicyChoice::Command { command: "true".into(), tick_secs: 300 }]);
+    assert!(
+        err.contains("not an actions line") && err.contains("not-json"),
+        "{err}"
+    );
+    let opts = options(
+        1,
+        short_day(),
+        vec![PolicyChoice::Command {
+            command: "true".into(),
+            tick_secs: 300,
+        }],
+    );
     let err = format!("{:#}", simulator::run(&opts).unwrap_err());
-    assert!(err.contains("exited without answering") || err.contains("stopped reading"), "{err}");
+    assert!(
+        err.contains("exited without answering") || err.contains("stopped reading"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -107,29 +158,67 @@ fn the_binary_writes_truth_events_and_decisions_as_json_lines() {
     let dir = std::env::temp_dir().join(format!("autorevert-sim-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let out = Command::new(env!("CARGO_BIN_EXE_autorevert"))
-        .args(["simulate", "--seeds", "1", "--first-seed", "3", "--hours", "6", "--out"])
+        .args([
+            "simulate",
+            "--seeds",
+            "1",
+            "--first-seed",
+            "3",
+            "--hours",
+            "6",
+            "--out",
+        ])
         .arg(&dir)
         .args(["--policy-cmd", "while read -r line; do echo '{}'; done"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("| engine |") && stdout.contains("| lambda |") && stdout.contains("| external |"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("| engine |")
+            && stdout.contains("| lambda |")
+            && stdout.contains("| external |"),
+        "{stdout}"
+    );
     let seed = dir.join("seed-0003");
     let lines = |name: &str| -> Vec<serde_json::Value> {
-        let text = std::fs::read_to_string(seed.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        let text =
+            std::fs::read_to_string(seed.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     };
     let truth = lines("truth.jsonl");
     assert!(truth.iter().any(|v| v["kind"] == "push"));
-    assert!(truth.iter().any(|v| v["kind"] == "breakage" && v["breakage"]["sha"].is_string()));
+    assert!(
+        truth
+            .iter()
+            .any(|v| v["kind"] == "breakage" && v["breakage"]["sha"].is_string())
+    );
     let events = lines("engine.events.jsonl");
-    assert!(events.iter().any(|v| v["kind"] == "job" && v["conclusion"] == "failure"));
+    assert!(
+        events
+            .iter()
+            .any(|v| v["kind"] == "job" && v["conclusion"] == "failure")
+    );
     let decisions = lines("engine.decisions.jsonl");
-    assert!(decisions.iter().any(|v| v["kind"] == "decision" && v["record"]["decision"] == "restart"));
-    assert!(decisions.iter().any(|v| v["kind"] == "action" && v["action"]["action"] == "restart"));
+    assert!(
+        decisions
+            .iter()
+            .any(|v| v["kind"] == "decision" && v["record"]["decision"] == "restart")
+    );
+    assert!(
+        decisions
+            .iter()
+            .any(|v| v["kind"] == "action" && v["action"]["action"] == "restart")
+    );
     assert!(lines("external.events.jsonl").len() > 100);
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["policies"].as_array().unwrap().len(), 3);
     let _ = std::fs::remove_dir_all(&dir);
 }

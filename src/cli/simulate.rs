@@ -32,7 +32,12 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 3.0)]
     breakages_per_day: f64,
     /// Built-in policies to score (comma-separated).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "engine,lambda")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "engine,lambda"
+    )]
     policies: Vec<Builtin>,
     /// Also score this program as a policy (`sh -c CMD`; JSON lines, see bench/README.md).
     #[arg(long)]
@@ -43,10 +48,10 @@ pub struct SimulateArgs {
     /// The engine's BISECTION_LIMIT (unset: every untested commit in a gap at once).
     #[arg(long)]
     bisection_limit: Option<usize>,
-    /// The engine waits for a newer commit's result before restarting on a signal's
-    /// first failure (fewer restarts for flakes, later decisions).
+    /// The engine restarts on a signal's first failure, as PyTorch does (by default it
+    /// waits for a newer commit's result: far fewer restarts for flakes).
     #[arg(long)]
-    hold_first_failure: bool,
+    restart_first_failure: bool,
     /// The decision window, hours (DECIDE_LOOKBACK_HOURS).
     #[arg(long, default_value_t = 16.0)]
     lookback_hours: f64,
@@ -67,7 +72,10 @@ impl SimulateArgs {
             bail!("--seeds must be at least 1");
         }
         if !(0.0..=1.0).contains(&self.flake_rate) {
-            bail!("--flake-rate {} is not a probability (0 to 1)", self.flake_rate);
+            bail!(
+                "--flake-rate {} is not a probability (0 to 1)",
+                self.flake_rate
+            );
         }
         for (name, v) in [
             ("--hours", self.hours),
@@ -90,7 +98,7 @@ impl SimulateArgs {
         }
         let engine = DecisionConfig {
             bisection_limit: self.bisection_limit,
-            restart_on_first_failure: !self.hold_first_failure,
+            restart_on_first_failure: self.restart_first_failure,
             ..DecisionConfig::default()
         };
         let mut policies: Vec<PolicyChoice> = self
@@ -139,9 +147,18 @@ fn compare(reports: &[PolicyReport]) -> Option<String> {
     let lambda = reports.iter().find(|r| r.policy == "lambda")?;
     Some(format!(
         "engine / lambda: time to revert median {}, p90 {}; restart job-hours {}",
-        ratio(engine.time_to_revert_median_mins, lambda.time_to_revert_median_mins),
-        ratio(engine.time_to_revert_p90_mins, lambda.time_to_revert_p90_mins),
-        ratio(Some(engine.restart_job_hours), Some(lambda.restart_job_hours)),
+        ratio(
+            engine.time_to_revert_median_mins,
+            lambda.time_to_revert_median_mins
+        ),
+        ratio(
+            engine.time_to_revert_p90_mins,
+            lambda.time_to_revert_p90_mins
+        ),
+        ratio(
+            Some(engine.restart_job_hours),
+            Some(lambda.restart_job_hours)
+        ),
     ))
 }
 
@@ -161,7 +178,16 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode> {
     if let Some(c) = cost {
         println!(
             "\ndecision cost: {} commits, {} workflows, {} signals ({} failing), {} jobs: per event {:.1} µs median, {:.1} µs p99, {:.1} µs max; all failing signals {:.1} ms; all signals {:.1} ms",
-            c.commits, c.workflows, c.signals, c.failing_signals, c.jobs_recorded, c.per_event_micros.0, c.per_event_micros.1, c.per_event_micros.2, c.all_failing_millis, c.all_signals_millis
+            c.commits,
+            c.workflows,
+            c.signals,
+            c.failing_signals,
+            c.jobs_recorded,
+            c.per_event_micros.0,
+            c.per_event_micros.1,
+            c.per_event_micros.2,
+            c.all_failing_millis,
+            c.all_signals_millis
         );
     }
     if let Some(dir) = &opts.out {

@@ -68,7 +68,10 @@ mod tests {
         // commit uses up one unit of the budget.
         assert_eq!(plan(&[false, false, false, true, false], Some(2)), vec![1]);
         // Then the gaps left are one commit each: the lowest first.
-        assert_eq!(plan(&[false, false, false, true, false], Some(3)), vec![0, 1]);
+        assert_eq!(
+            plan(&[false, false, false, true, false], Some(3)),
+            vec![0, 1]
+        );
     }
 
     #[test]

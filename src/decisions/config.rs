@@ -5,7 +5,8 @@ use serde::Serialize;
 /// The decision rules' thresholds. `pytorch()` is PyTorch's autorevert Lambda
 /// (pytorch-autorevert.md §4.3); `Default` is the App's engine: the same rules plus one
 /// guard against outages (`require_failure_after_green`), with flakiness judged on the
-/// commits the decision is about (`flaky_across_window` off).
+/// commits the decision is about (`flaky_across_window` off), and no restart for a lone
+/// first failure until a newer commit has a result (`restart_on_first_failure` off).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DecisionConfig {
     /// Failure events needed over the failed side (PyTorch: 3).
@@ -71,6 +72,7 @@ impl Default for DecisionConfig {
         DecisionConfig {
             require_failure_after_green: true,
             flaky_across_window: false,
+            restart_on_first_failure: false,
             ..DecisionConfig::pytorch()
         }
     }

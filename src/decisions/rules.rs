@@ -129,8 +129,15 @@ fn fixed(s: &Signal) -> bool {
 /// The signal's only failure is on the newest commit with a finished event.
 fn first_failure(s: &Signal, p: &Partition) -> bool {
     let failed = p.failed_commits(s);
-    let newest_finished = s.commits.iter().position(|c| c.has_success() || c.has_failure());
-    failed.iter().map(|c| c.count(Outcome::Failure)).sum::<usize>() == 1
+    let newest_finished = s
+        .commits
+        .iter()
+        .position(|c| c.has_success() || c.has_failure());
+    failed
+        .iter()
+        .map(|c| c.count(Outcome::Failure))
+        .sum::<usize>()
+        == 1
         && newest_finished == Some(p.failed.end - 1)
 }
 
@@ -143,17 +150,33 @@ pub fn decide(s: &Signal, cfg: &DecisionConfig) -> Decision {
         return ineligible(IneligibleReason::Fixed, "the newest finished commit passed");
     }
     if !s.commits.iter().any(SignalCommit::has_success) {
-        return ineligible(IneligibleReason::NoSuccesses, "nothing passed in the window");
+        return ineligible(
+            IneligibleReason::NoSuccesses,
+            "nothing passed in the window",
+        );
     }
     let Some(p) = Partition::of(s) else {
-        return ineligible(IneligibleReason::NoPartition, "no failing streak above a passing one");
+        return ineligible(
+            IneligibleReason::NoPartition,
+            "no failing streak above a passing one",
+        );
     };
-    let scope = if cfg.flaky_across_window { &s.commits[..] } else { p.failed_commits(s) };
+    let scope = if cfg.flaky_across_window {
+        &s.commits[..]
+    } else {
+        p.failed_commits(s)
+    };
     if let Some(c) = scope.iter().find(|c| c.has_success() && c.has_failure()) {
-        return ineligible(IneligibleReason::Flaky, format!("{} both passed and failed", c.sha));
+        return ineligible(
+            IneligibleReason::Flaky,
+            format!("{} both passed and failed", c.sha),
+        );
     }
     if !cfg.restart_on_first_failure && first_failure(s, &p) {
-        return ineligible(IneligibleReason::FirstFailure, "one failure so far: waiting for a newer commit");
+        return ineligible(
+            IneligibleReason::FirstFailure,
+            "one failure so far: waiting for a newer commit",
+        );
     }
     let sandwich = p.sandwich(s);
     let restarts = restarts(s, &p, sandwich, cfg);
@@ -176,7 +199,12 @@ pub fn decide(s: &Signal, cfg: &DecisionConfig) -> Decision {
 }
 
 /// The evidence still missing, as restarts (never of a commit with a pending event).
-fn restarts(s: &Signal, p: &Partition, sandwich: Sandwich, cfg: &DecisionConfig) -> Vec<RestartCommit> {
+fn restarts(
+    s: &Signal,
+    p: &Partition,
+    sandwich: Sandwich,
+    cfg: &DecisionConfig,
+) -> Vec<RestartCommit> {
     let mut wanted: Vec<(usize, RestartReason)> = Vec::new();
     let unknown = p.unknown_commits(s);
     if !unknown.iter().all(|c| !c.events.is_empty()) && cfg.bisection_limit != Some(0) {
@@ -240,7 +268,12 @@ fn restarts(s: &Signal, p: &Partition, sandwich: Sandwich, cfg: &DecisionConfig)
 }
 
 /// PyTorch's checks after the restarts, in its order; None: every one passed.
-fn final_checks(s: &Signal, p: &Partition, sandwich: Sandwich, cfg: &DecisionConfig) -> Option<Decision> {
+fn final_checks(
+    s: &Signal,
+    p: &Partition,
+    sandwich: Sandwich,
+    cfg: &DecisionConfig,
+) -> Option<Decision> {
     use IneligibleReason as R;
     let failures = p.failure_events(s);
     let successes = p.success_events(s);
@@ -248,19 +281,46 @@ fn final_checks(s: &Signal, p: &Partition, sandwich: Sandwich, cfg: &DecisionCon
     Some(if sandwich != Sandwich::Confirmed {
         ineligible(R::InfraNotConfirmed, format!("time check: {sandwich:?}"))
     } else if failures < cfg.min_failure_events {
-        ineligible(R::InsufficientFailures, format!("{failures} failure event(s), {} needed", cfg.min_failure_events))
+        ineligible(
+            R::InsufficientFailures,
+            format!(
+                "{failures} failure event(s), {} needed",
+                cfg.min_failure_events
+            ),
+        )
     } else if successes < cfg.min_success_events {
-        ineligible(R::InsufficientSuccesses, format!("{successes} success event(s), {} needed", cfg.min_success_events))
+        ineligible(
+            R::InsufficientSuccesses,
+            format!(
+                "{successes} success event(s), {} needed",
+                cfg.min_success_events
+            ),
+        )
     } else if s.track == Track::Job && suspect.count(Outcome::Failure) < cfg.suspect_failures {
         ineligible(
             R::InsufficientFailures,
-            format!("{} failure(s) on the suspect {}, {} needed", suspect.count(Outcome::Failure), suspect.sha, cfg.suspect_failures),
+            format!(
+                "{} failure(s) on the suspect {}, {} needed",
+                suspect.count(Outcome::Failure),
+                suspect.sha,
+                cfg.suspect_failures
+            ),
         )
     } else if !p.unknown.is_empty() {
-        let shas: Vec<&str> = p.unknown_commits(s).iter().map(|c| c.sha.as_str()).collect();
-        ineligible(R::PendingGap, format!("untested or running: {}", shas.join(", ")))
+        let shas: Vec<&str> = p
+            .unknown_commits(s)
+            .iter()
+            .map(|c| c.sha.as_str())
+            .collect();
+        ineligible(
+            R::PendingGap,
+            format!("untested or running: {}", shas.join(", ")),
+        )
     } else if cfg.require_failure_after_green && !p.failure_after_green(s) {
-        ineligible(R::NoFailureAfterGreen, "waiting for a failure newer than the newest baseline success")
+        ineligible(
+            R::NoFailureAfterGreen,
+            "waiting for a failure newer than the newest baseline success",
+        )
     } else {
         return None;
     })

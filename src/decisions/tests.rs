@@ -52,6 +52,15 @@ fn engine(cells: &[&str]) -> Decision {
     decide(&grid(cells), &DecisionConfig::default())
 }
 
+/// The engine, restarting on a first failure as PyTorch does.
+fn eager(cells: &[&str]) -> Decision {
+    let cfg = DecisionConfig {
+        restart_on_first_failure: true,
+        ..DecisionConfig::default()
+    };
+    decide(&grid(cells), &cfg)
+}
+
 fn pytorch(cells: &[&str]) -> Decision {
     decide(&grid(cells), &DecisionConfig::pytorch())
 }
@@ -66,7 +75,11 @@ fn reason(d: &Decision) -> IneligibleReason {
 /// (sha, reasons) of a restart, newest first.
 fn restarts(d: &Decision) -> Vec<(String, Vec<RestartReason>)> {
     match d {
-        Decision::Restart(r) => r.commits.iter().map(|c| (c.sha.clone(), c.reasons.clone())).collect(),
+        Decision::Restart(r) => r
+            .commits
+            .iter()
+            .map(|c| (c.sha.clone(), c.reasons.clone()))
+            .collect(),
         other => panic!("expected restart, got {other:?}"),
     }
 }
@@ -85,32 +98,44 @@ fn ineligible_reasons_each_on_its_grid() {
     assert_eq!(reason(&engine(&["F50", "F45 S46"])), I::NoPartition);
     assert_eq!(reason(&engine(&["F50", "F45 S46", "S10"])), I::Flaky);
     // Nothing to restart (the baseline is running) and no success yet after the failure.
-    assert_eq!(reason(&pytorch(&["F30", "F20 F25", "S10 P35"])), I::InfraNotConfirmed);
+    assert_eq!(
+        reason(&pytorch(&["F30", "F20 F25", "S10 P35"])),
+        I::InfraNotConfirmed
+    );
     // The suspect is running: it is not restarted, and three failures are not there yet.
-    assert_eq!(reason(&pytorch(&["F20 P40", "S10 S30"])), I::InsufficientFailures);
+    assert_eq!(
+        reason(&pytorch(&["F20 P40", "S10 S30"])),
+        I::InsufficientFailures
+    );
     // Three failures, but only one on the suspect of a job-track signal.
-    assert_eq!(reason(&pytorch(&["F25 F26", "F20 P40", "S10 S30"])), I::InsufficientFailures);
+    assert_eq!(
+        reason(&pytorch(&["F25 F26", "F20 P40", "S10 S30"])),
+        I::InsufficientFailures
+    );
     let three = DecisionConfig {
         min_success_events: 3,
         ..DecisionConfig::pytorch()
     };
     let d = decide(&grid(&["F25", "F20 F22", "S10 S30 P40"]), &three);
     assert_eq!(reason(&d), I::InsufficientSuccesses);
-    assert_eq!(reason(&pytorch(&["F30 F31", "F20 F40", "P25", "S10 S35"])), I::PendingGap);
+    assert_eq!(
+        reason(&pytorch(&["F30 F31", "F20 F40", "P25", "S10 S35"])),
+        I::PendingGap
+    );
     // The engine's guard: all of PyTorch's checks pass, but no failure started after the
     // newest green baseline, and a newer commit is still running (it may give one).
     let grid_ = ["F21 P50", "F20 F22", "S10 S30"];
     assert_eq!(reason(&engine(&grid_)), I::NoFailureAfterGreen);
     assert!(matches!(pytorch(&grid_), Decision::Revert(_)));
-    // With restarts held back on a first failure: one failure on the newest finished
+    // The engine holds restarts on a first failure: one failure on the newest finished
     // commit waits for the next commit (a running one above does not count).
-    let patient = DecisionConfig {
-        restart_on_first_failure: false,
-        ..DecisionConfig::default()
-    };
+    let patient = DecisionConfig::default();
     let d = decide(&grid(&["P50", "F20", "S10"]), &patient);
     assert_eq!(reason(&d), I::FirstFailure);
-    assert!(matches!(decide(&grid(&["F30", "F20", "S10"]), &patient), Decision::Restart(_)));
+    assert!(matches!(
+        decide(&grid(&["F30", "F20", "S10"]), &patient),
+        Decision::Restart(_)
+    ));
 }
 
 #[test]
@@ -123,7 +148,10 @@ fn born_red_has_no_baseline() {
 fn fixed_looks_at_the_newest_finished_commit_only() {
     // Pending and empty commits above do not count; a success at the top does.
     assert_eq!(reason(&engine(&["P60", "", "S50", "F40", "S10"])), I::Fixed);
-    assert!(matches!(engine(&["P60", "", "F50", "S10"]), Decision::Restart(_)));
+    assert!(matches!(
+        eager(&["P60", "", "F50", "S10"]),
+        Decision::Restart(_)
+    ));
 }
 
 #[test]
@@ -134,13 +162,16 @@ fn flaky_is_any_commit_that_both_passed_and_failed() {
     // The engine: on the failing side only; an older flake below the baseline does not
     // blind the signal.
     assert_eq!(reason(&engine(&["F20 F25", "F15 S16", "S10"])), I::Flaky);
-    assert!(matches!(engine(&["F20", "S10", "S5 F6"]), Decision::Restart(_)));
+    assert!(matches!(
+        eager(&["F20", "S10", "S5 F6"]),
+        Decision::Restart(_)
+    ));
 }
 
 #[test]
 fn the_first_failure_asks_for_the_suspect_again_and_its_parent() {
     // c2 failed once, its parent c1 passed once: restart both.
-    let d = engine(&["F20", "S10"]);
+    let d = eager(&["F20", "S10"]);
     assert_eq!(
         restarts(&d),
         vec![
@@ -153,15 +184,30 @@ fn the_first_failure_asks_for_the_suspect_again_and_its_parent() {
 #[test]
 fn each_restart_reason() {
     // The failure is older than every success: the suspect must fail again later.
-    let d = engine(&["F5", "S10 S12"]);
-    assert_eq!(restarts(&d), vec![("c2".into(), vec![R::NeedsLaterFailure, R::FewFailures, R::SameRevisionRepro])]);
+    let d = eager(&["F5", "S10 S12"]);
+    assert_eq!(
+        restarts(&d),
+        vec![(
+            "c2".into(),
+            vec![R::NeedsLaterFailure, R::FewFailures, R::SameRevisionRepro]
+        )]
+    );
     // Enough failures and a sandwich, but the suspect failed once: reproduce it.
-    assert_eq!(restarts(&pytorch(&["F25 F26", "F20", "S10 S30"])), vec![("c2".into(), vec![R::SameRevisionRepro])]);
+    assert_eq!(
+        restarts(&pytorch(&["F25 F26", "F20", "S10 S30"])),
+        vec![("c2".into(), vec![R::SameRevisionRepro])]
+    );
     // Everything else is there and settled, but no failure outlived the green baseline.
-    assert_eq!(restarts(&engine(&["F21", "F20 F22", "S10 S30"])), vec![("c2".into(), vec![R::FailureAfterGreen])]);
+    assert_eq!(
+        restarts(&engine(&["F21", "F20 F22", "S10 S30"])),
+        vec![("c2".into(), vec![R::FailureAfterGreen])]
+    );
     // One success on the baseline, and none after the failure.
     let d = engine(&["F20 F40 F41", "S10"]);
-    assert_eq!(restarts(&d), vec![("c1".into(), vec![R::NeedsLaterSuccess, R::FewSuccesses])]);
+    assert_eq!(
+        restarts(&d),
+        vec![("c1".into(), vec![R::NeedsLaterSuccess, R::FewSuccesses])]
+    );
 }
 
 #[test]
@@ -194,9 +240,9 @@ fn untested_commits_between_the_sides_are_restarted_all_or_bisected() {
 
 #[test]
 fn a_commit_with_a_pending_event_is_never_restarted() {
-    let d = engine(&["F20 P40", "S10"]);
+    let d = eager(&["F20 P40", "S10"]);
     assert_eq!(shas(&d), ["c1"]);
-    let d = engine(&["F20", "S10 P30"]);
+    let d = eager(&["F20", "S10 P30"]);
     assert_eq!(shas(&d), ["c2"]);
 }
 
@@ -212,7 +258,10 @@ fn the_sandwich_reverts_with_its_evidence() {
     assert_eq!((r.run_id, r.job_id), (11, 110));
     // Not sandwiched: the second success started before the failure, and the baseline
     // is running, so it waits.
-    assert_eq!(reason(&pytorch(&["F25 F35", "F20 F32", "S10 S15 P40"])), I::InfraNotConfirmed);
+    assert_eq!(
+        reason(&pytorch(&["F25 F35", "F20 F32", "S10 S15 P40"])),
+        I::InfraNotConfirmed
+    );
 }
 
 #[test]
@@ -220,10 +269,13 @@ fn decisions_group_into_one_revert_per_commit_and_restarts_per_workflow_and_comm
     let a = grid(&["F25 F35", "F20 F32", "S10 S30"]);
     let mut b = a.clone();
     b.key = SignalKey::new("trunk", "linux / build");
-    let mut c = grid(&["F20", "S10"]);
+    let mut c = grid(&["F30", "F20", "S10"]);
     c.key = SignalKey::new("trunk", "win / test (default)");
     let cfg = DecisionConfig::default();
-    let decided: Vec<_> = [a, b, c].into_iter().map(|s| (s.key.clone(), decide(&s, &cfg))).collect();
+    let decided: Vec<_> = [a, b, c]
+        .into_iter()
+        .map(|s| (s.key.clone(), decide(&s, &cfg)))
+        .collect();
     let p = plan(decided.iter().map(|(k, d)| (k, d)));
     assert_eq!(p.reverts.len(), 1);
     assert_eq!(p.reverts["c2"].len(), 2);

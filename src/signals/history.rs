@@ -27,19 +27,35 @@ pub struct CommitOrder {
 }
 
 impl CommitOrder {
-    /// Appends a push's commits (oldest first). Commits already known keep their place.
+    /// Adds a push's commits (oldest first) at its place in time: a push delivered late
+    /// still goes before the newer ones. Commits already known keep their place.
     pub fn push<S: AsRef<str>>(&mut self, commits: &[S], at: DateTime<Utc>) -> usize {
+        let mut pos = self.commits.partition_point(|(_, t)| *t <= at);
+        let appending = pos == self.commits.len();
         let mut added = 0;
         for sha in commits {
             let sha = sha.as_ref();
             if self.index.contains_key(sha) {
                 continue;
             }
-            self.index.insert(sha.to_string(), self.commits.len());
-            self.commits.push((sha.to_string(), at));
+            self.index.insert(sha.to_string(), pos);
+            self.commits.insert(pos, (sha.to_string(), at));
+            pos += 1;
             added += 1;
         }
+        if !appending && added > 0 {
+            self.reindex();
+        }
         added
+    }
+
+    fn reindex(&mut self) {
+        self.index = self
+            .commits
+            .iter()
+            .enumerate()
+            .map(|(i, (s, _))| (s.clone(), i))
+            .collect();
     }
 
     pub fn len(&self) -> usize {
@@ -69,12 +85,7 @@ impl CommitOrder {
     fn forget_before(&mut self, cutoff: DateTime<Utc>) -> Vec<String> {
         let keep_from = self.commits.partition_point(|(_, at)| *at < cutoff);
         let gone: Vec<String> = self.commits.drain(..keep_from).map(|(s, _)| s).collect();
-        self.index = self
-            .commits
-            .iter()
-            .enumerate()
-            .map(|(i, (s, _))| (s.clone(), i))
-            .collect();
+        self.reindex();
         gone
     }
 }
@@ -105,6 +116,9 @@ impl JobSeen {
     }
 }
 
+/// workflow -> (run id, attempt) -> latest state of a commit's runs.
+type RunsOf = HashMap<String, BTreeMap<(u64, u32), RunSeen>>;
+
 /// (run id, attempt) -> job id -> latest state.
 type Attempts = BTreeMap<(u64, u32), BTreeMap<u64, JobSeen>>;
 
@@ -121,8 +135,11 @@ pub struct History {
     order: CommitOrder,
     cells: HashMap<SignalKey, HashMap<String, Attempts>>,
     /// sha -> workflow -> (run id, attempt) -> latest state.
-    runs: HashMap<String, HashMap<String, BTreeMap<(u64, u32), RunSeen>>>,
+    runs: HashMap<String, RunsOf>,
     failing: HashSet<SignalKey>,
+    /// Runs known to run only some signals (a restart that named its jobs): run id ->
+    /// normalized job names. Other runs may run every signal of their workflow.
+    scopes: HashMap<u64, HashSet<String>>,
 }
 
 impl History {
@@ -154,7 +171,10 @@ impl History {
             .entry(job.head_sha.clone())
             .or_default();
         let jobs = attempts.entry((job.run_id, job.run_attempt)).or_default();
-        if jobs.get(&job.id).is_some_and(|old| old.rank() > seen.rank()) {
+        if jobs
+            .get(&job.id)
+            .is_some_and(|old| old.rank() > seen.rank())
+        {
             return None;
         }
         if failed(seen.conclusion.as_ref()) {
@@ -183,6 +203,17 @@ impl History {
             runs.insert(key, seen);
         }
         newer
+    }
+
+    /// A run runs these normalized jobs only (known from the dispatch that made it): it is
+    /// a synthetic pending event for them alone.
+    pub fn scope_run(&mut self, run_id: u64, jobs: impl IntoIterator<Item = String>) {
+        self.scopes.entry(run_id).or_default().extend(jobs);
+    }
+
+    /// The signals a run of this workflow may carry (None: all of them).
+    pub fn run_scope(&self, run_id: u64) -> Option<&HashSet<String>> {
+        self.scopes.get(&run_id)
     }
 
     /// Signals that had a failure in the window: the only ones a decision can act on.
@@ -235,7 +266,11 @@ impl History {
         };
         for (&(run_id, attempt), run) in runs {
             let has_jobs = attempts.is_some_and(|a| a.contains_key(&(run_id, attempt)));
-            if !run.completed && !has_jobs {
+            let in_scope = self
+                .scopes
+                .get(&run_id)
+                .is_none_or(|s| s.contains(&key.job));
+            if !run.completed && !has_jobs && in_scope {
                 events.push(SignalEvent {
                     status: Outcome::Pending,
                     started_at: run.created_at,
@@ -262,6 +297,12 @@ impl History {
         }
         self.cells.retain(|_, c| !c.is_empty());
         self.runs.retain(|sha, _| self.order.contains(sha));
+        let runs = &self.runs;
+        self.scopes.retain(|id, _| {
+            runs.values()
+                .flat_map(|w| w.values())
+                .any(|r| r.keys().any(|(run, _)| run == id))
+        });
         let cells = &self.cells;
         self.failing.retain(|k| {
             cells.get(k).is_some_and(|c| {

@@ -39,7 +39,7 @@ pub struct SignalCommit {
 
 impl SignalCommit {
     pub fn new(sha: impl Into<String>, mut events: Vec<SignalEvent>) -> SignalCommit {
-        events.sort_by(|a, b| (a.started_at, a.run_id).cmp(&(b.started_at, b.run_id)));
+        events.sort_by_key(|e| (e.started_at, e.run_id));
         SignalCommit {
             sha: sha.into(),
             events,

@@ -74,9 +74,15 @@ fn configs_stay_apart() {
     let mut h = history(&["a"]);
     h.record_job(&job(1, 10, 1, SHARD1, "a", Some("success")));
     h.record_job(&job(2, 10, 1, DISTRIBUTED, "a", Some("failure")));
-    assert_eq!(h.signal(&key()).commits[0].events[0].status, Outcome::Success);
+    assert_eq!(
+        h.signal(&key()).commits[0].events[0].status,
+        Outcome::Success
+    );
     let dist = SignalKey::new("trunk", "linux-jammy / test (distributed)");
-    assert_eq!(h.signal(&dist).commits[0].events[0].status, Outcome::Failure);
+    assert_eq!(
+        h.signal(&dist).commits[0].events[0].status,
+        Outcome::Failure
+    );
     let failing: Vec<_> = h.failing_keys().cloned().collect();
     assert_eq!(failing, vec![dist]);
 }
@@ -114,7 +120,10 @@ fn excluded_jobs_are_dropped() {
     .iter()
     .enumerate()
     {
-        assert_eq!(h.record_job(&job(i as u64, 10, 1, name, "a", Some("failure"))), None);
+        assert_eq!(
+            h.record_job(&job(i as u64, 10, 1, name, "a", Some("failure"))),
+            None
+        );
     }
     assert_eq!(h.failing_keys().count(), 0);
 }
@@ -124,7 +133,10 @@ fn a_late_in_progress_never_overwrites_completed() {
     let mut h = history(&["a"]);
     h.record_job(&job(1, 10, 1, SHARD1, "a", Some("failure")));
     assert_eq!(h.record_job(&job(1, 10, 1, SHARD1, "a", None)), None);
-    assert_eq!(h.signal(&key()).commits[0].events[0].status, Outcome::Failure);
+    assert_eq!(
+        h.signal(&key()).commits[0].events[0].status,
+        Outcome::Failure
+    );
 }
 
 #[test]
@@ -133,9 +145,10 @@ fn commits_come_newest_first_in_push_order_and_keep_their_place() {
     h.push(&["a"], t(0));
     h.push(&["b", "c", "d"], t(5)); // a ghstack push
     h.push(&["c"], t(9)); // seen again: keeps its place
+    h.push(&["late"], t(2)); // pushed before b, c, d, delivered after them
     let s = h.signal(&key());
     let shas: Vec<_> = s.commits.iter().map(|c| c.sha.as_str()).collect();
-    assert_eq!(shas, ["d", "c", "b", "a"]);
+    assert_eq!(shas, ["d", "c", "b", "late", "a"]);
     assert_eq!(h.commits().parent("c"), Some("b"));
     assert_eq!(h.commits().parent("a"), None);
 }

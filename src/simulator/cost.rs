@@ -36,7 +36,11 @@ fn job(id: u64, workflow: usize, signal: usize, sha: &str, failed: bool, minute:
         head_sha: sha.to_string(),
         head_branch: Some("main".into()),
         status: RunStatus::Completed,
-        conclusion: Some(if failed { Conclusion::Failure } else { Conclusion::Success }),
+        conclusion: Some(if failed {
+            Conclusion::Failure
+        } else {
+            Conclusion::Success
+        }),
         created_at: Some(at(minute * 60)),
         started_at: Some(at(minute * 60 + 60)),
         completed_at: Some(at(minute * 60 + 3600)),
@@ -66,8 +70,8 @@ pub fn measure(commits: usize, workflows: usize, signals: usize) -> Cost {
             for s in 0..per_workflow {
                 id += 1;
                 // One signal in ten broke at the middle of the window; one in fifty flakes.
-                let broken = s % 10 == 0 && c >= commits / 2;
-                let flaky = s % 50 == 7 && c % 13 == 0;
+                let broken = s.is_multiple_of(10) && c >= commits / 2;
+                let flaky = s % 50 == 7 && c.is_multiple_of(13);
                 h.record_job(&job(id, w, s, &sha, broken || flaky, c as i64 * 6));
             }
         }
@@ -79,7 +83,14 @@ pub fn measure(commits: usize, workflows: usize, signals: usize) -> Cost {
     for i in 0..2000u64 {
         let s = (i as usize * 7) % per_workflow;
         let w = i as usize % workflows;
-        let j = job(id + 1 + i, w, s, &newest, s % 10 == 0, commits as i64 * 6);
+        let j = job(
+            id + 1 + i,
+            w,
+            s,
+            &newest,
+            s.is_multiple_of(10),
+            commits as i64 * 6,
+        );
         let t = Instant::now();
         if let Some(k) = h.record_job(&j) {
             std::hint::black_box(decide(&h.signal(&k), &cfg));

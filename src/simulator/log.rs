@@ -14,12 +14,20 @@ use std::path::{Path, PathBuf};
 pub fn write_truth(dir: &Path, truth: &Truth) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("truth.jsonl");
-    let mut w = BufWriter::new(File::create(&path).with_context(|| format!("creating {}", path.display()))?);
+    let mut w = BufWriter::new(
+        File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+    );
     for p in &truth.pushes {
-        line(&mut w, &serde_json::json!({"kind": "push", "at": p.at, "commits": p.commits}))?;
+        line(
+            &mut w,
+            &serde_json::json!({"kind": "push", "at": p.at, "commits": p.commits}),
+        )?;
     }
     for b in &truth.breakages {
-        line(&mut w, &serde_json::json!({"kind": "breakage", "breakage": b}))?;
+        line(
+            &mut w,
+            &serde_json::json!({"kind": "breakage", "breakage": b}),
+        )?;
     }
     for o in &truth.outages {
         line(&mut w, &serde_json::json!({"kind": "outage", "outage": o}))?;
@@ -45,7 +53,9 @@ impl SeedLog {
     pub fn create(dir: &Path, policy: &str) -> Result<SeedLog> {
         let open = |suffix: &str| -> Result<BufWriter<File>> {
             let p = dir.join(format!("{policy}.{suffix}.jsonl"));
-            Ok(BufWriter::new(File::create(&p).with_context(|| format!("creating {}", p.display()))?))
+            Ok(BufWriter::new(
+                File::create(&p).with_context(|| format!("creating {}", p.display()))?,
+            ))
         };
         Ok(SeedLog {
             events: open("events")?,
@@ -56,7 +66,9 @@ impl SeedLog {
 
     pub fn seen(&mut self, t: i64, o: &Observation) -> Result<()> {
         let v = match o {
-            Observation::Push { commits } => serde_json::json!({"seen_at": t, "kind": "push", "commits": commits}),
+            Observation::Push { at, commits } => {
+                serde_json::json!({"seen_at": t, "kind": "push", "at": at, "commits": commits})
+            }
             Observation::Job(j) => serde_json::json!({
                 "seen_at": t, "kind": "job", "sha": j.head_sha, "run_id": j.run_id,
                 "attempt": j.run_attempt, "job_id": j.id, "name": j.name, "status": j.status,
@@ -72,19 +84,28 @@ impl SeedLog {
 
     pub fn decisions(&mut self, d: &[DecisionRecord]) -> Result<()> {
         for r in d {
-            line(&mut self.decisions, &serde_json::json!({"kind": "decision", "record": r}))?;
+            line(
+                &mut self.decisions,
+                &serde_json::json!({"kind": "decision", "record": r}),
+            )?;
         }
         Ok(())
     }
 
     pub fn actions(&mut self, t: i64, a: &[Action]) -> Result<()> {
         for x in a {
-            line(&mut self.decisions, &serde_json::json!({"kind": "action", "at": t, "action": x}))?;
+            line(
+                &mut self.decisions,
+                &serde_json::json!({"kind": "action", "at": t, "action": x}),
+            )?;
         }
         Ok(())
     }
 
     pub fn finish(mut self) -> Result<()> {
-        self.events.flush().and(self.decisions.flush()).with_context(|| format!("writing {}", self.path.display()))
+        self.events
+            .flush()
+            .and(self.decisions.flush())
+            .with_context(|| format!("writing {}", self.path.display()))
     }
 }

@@ -58,33 +58,63 @@ fn make(choice: &PolicyChoice, window_hours: f64) -> Result<Box<dyn Policy>> {
     Ok(match choice {
         PolicyChoice::Engine(cfg) => Box::new(policies::Engine::new(cfg.clone(), window_hours)),
         PolicyChoice::Lambda => Box::new(policies::Lambda::new(window_hours)),
-        PolicyChoice::Command { command, tick_secs } => {
-            Box::new(policies::External::start(command, *tick_secs, window_hours)?)
-        }
+        PolicyChoice::Command { command, tick_secs } => Box::new(policies::External::start(
+            command,
+            *tick_secs,
+            window_hours,
+        )?),
     })
 }
 
-/// Runs every seed under every policy.
+/// One seed under every policy (its truth and logs written when `--out` is set).
+fn run_seed(opts: &Options, wf: &Workflow, seed: u64) -> Result<Vec<SeedScore>> {
+    let truth = Truth::draw(&opts.sim, wf, seed);
+    let dir = opts.out.as_ref().map(|d| d.join(format!("seed-{seed:04}")));
+    if let Some(dir) = &dir {
+        log::write_truth(dir, &truth)?;
+    }
+    let mut scores = Vec::new();
+    for choice in &opts.policies {
+        let mut policy = make(choice, opts.window_hours)?;
+        let name = policy.name().to_string();
+        let mut seed_log = dir.as_ref().map(|d| log::SeedLog::create(d, &name)).transpose()?;
+        let out = world::simulate(&opts.sim, wf, &truth, policy.as_mut(), seed_log.as_mut())
+            .map_err(|e| e.context(format!("seed {seed}, policy {name}")))?;
+        if let Some(l) = seed_log {
+            l.finish()?;
+        }
+        scores.push(report::score(&truth, &name, &out));
+    }
+    Ok(scores)
+}
+
+/// Runs every seed under every policy, seeds in parallel on the available cores (the
+/// outcome does not depend on how many).
 pub fn run(opts: &Options) -> Result<Outcome> {
     let wf = Workflow::trunk();
+    let all: Vec<u64> = (opts.first_seed..opts.first_seed + opts.seeds).collect();
+    let workers = std::thread::available_parallelism().map_or(1, usize::from).min(all.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(u64, Result<Vec<SeedScore>>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&seed) = all.get(i) else { break };
+                        mine.push((seed, run_seed(opts, &wf, seed)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("a simulation thread panicked")).collect()
+    });
+    results.sort_by_key(|(seed, _)| *seed);
     let mut seeds = Vec::new();
-    for seed in opts.first_seed..opts.first_seed + opts.seeds {
-        let truth = Truth::draw(&opts.sim, &wf, seed);
-        let dir = opts.out.as_ref().map(|d| d.join(format!("seed-{seed:04}")));
-        if let Some(dir) = &dir {
-            log::write_truth(dir, &truth)?;
-        }
-        for choice in &opts.policies {
-            let mut policy = make(choice, opts.window_hours)?;
-            let name = policy.name().to_string();
-            let mut seed_log = dir.as_ref().map(|d| log::SeedLog::create(d, &name)).transpose()?;
-            let out = world::simulate(&opts.sim, &wf, &truth, policy.as_mut(), seed_log.as_mut())
-                .map_err(|e| e.context(format!("seed {seed}, policy {name}")))?;
-            if let Some(l) = seed_log {
-                l.finish()?;
-            }
-            seeds.push(report::score(&truth, &name, &out));
-        }
+    for (_, r) in results {
+        seeds.extend(r?);
     }
     let mut names: Vec<String> = Vec::new();
     for s in &seeds {

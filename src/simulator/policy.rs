@@ -20,8 +20,8 @@ pub fn at(secs: i64) -> DateTime<Utc> {
 /// One thing that happened on GitHub, as the App receives it.
 #[derive(Debug, Clone)]
 pub enum Observation {
-    /// A push to main (`push` webhook): its commits, oldest first.
-    Push { commits: Vec<String> },
+    /// A push to main (`push` webhook): when, and its commits, oldest first.
+    Push { at: i64, commits: Vec<String> },
     Job(Box<Job>),
     Run(Box<Run>),
 }
@@ -61,4 +61,6 @@ pub trait Policy {
     fn tick(&mut self, now: i64) -> anyhow::Result<Vec<Action>>;
     /// Decisions that changed since the last call.
     fn take_decisions(&mut self) -> Vec<DecisionRecord>;
+    /// The run a restart became (`return_run_details`), for policies that keep track.
+    fn dispatched(&mut self, _restart: &Action, _run_id: u64) {}
 }

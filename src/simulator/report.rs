@@ -28,7 +28,11 @@ pub struct SeedScore {
 pub fn score(truth: &Truth, policy: &str, out: &SeedOutcome) -> SeedScore {
     let mut ttr = Vec::new();
     for b in &truth.breakages {
-        if let Some((_, t)) = out.reverts.iter().find(|(s, t)| *s == b.sha && *t < b.human_fix_at) {
+        if let Some((_, t)) = out
+            .reverts
+            .iter()
+            .find(|(s, t)| *s == b.sha && *t < b.human_fix_at)
+        {
             ttr.push(t - b.landed_at);
         }
     }
@@ -83,7 +87,10 @@ pub fn quantile(sorted: &[i64], q: f64) -> Option<i64> {
 }
 
 pub fn summarize(policy: &str, scores: &[SeedScore]) -> PolicyReport {
-    let mut ttr: Vec<i64> = scores.iter().flat_map(|s| s.time_to_revert_secs.iter().copied()).collect();
+    let mut ttr: Vec<i64> = scores
+        .iter()
+        .flat_map(|s| s.time_to_revert_secs.iter().copied())
+        .collect();
     ttr.sort_unstable();
     let mins = |v: Option<i64>| v.map(|s| (s as f64 / 60.0 * 10.0).round() / 10.0);
     PolicyReport {
@@ -98,7 +105,8 @@ pub fn summarize(policy: &str, scores: &[SeedScore]) -> PolicyReport {
         time_to_revert_p90_mins: mins(quantile(&ttr, 0.9)),
         restart_runs: scores.iter().map(|s| s.restart_runs).sum(),
         restart_jobs: scores.iter().map(|s| s.restart_jobs).sum(),
-        restart_job_hours: (scores.iter().map(|s| s.restart_job_hours).sum::<f64>() * 10.0).round() / 10.0,
+        restart_job_hours: (scores.iter().map(|s| s.restart_job_hours).sum::<f64>() * 10.0).round()
+            / 10.0,
         events_seen: scores.iter().map(|s| s.events_seen).sum(),
     }
 }

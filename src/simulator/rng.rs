@@ -34,7 +34,9 @@ pub struct Rng(Xoshiro256PlusPlus);
 
 impl Rng {
     pub fn new(seed: u64, stream: u64) -> Rng {
-        Rng(Xoshiro256PlusPlus::seed_from_u64(mix(seed) ^ mix(stream.wrapping_mul(31))))
+        Rng(Xoshiro256PlusPlus::seed_from_u64(
+            mix(seed) ^ mix(stream.wrapping_mul(31)),
+        ))
     }
 
     pub fn chance(&mut self, p: f64) -> bool {
@@ -47,7 +49,11 @@ impl Rng {
 
     /// In [lo, hi).
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        if hi <= lo { lo } else { self.0.random_range(lo..hi) }
+        if hi <= lo {
+            lo
+        } else {
+            self.0.random_range(lo..hi)
+        }
     }
 
     pub fn exponential(&mut self, mean: f64) -> f64 {

@@ -86,7 +86,7 @@ fn count(per_day: f64, hours: f64) -> usize {
 
 impl Truth {
     pub fn draw(cfg: &SimConfig, wf: &Workflow, seed: u64) -> Truth {
-        let mut rng = Rng::new(seed, 0x7472_756e_6b);
+        let mut rng = Rng::new(seed, 0x0074_7275_6e6b);
         let horizon = (cfg.hours * 3600.0) as i64;
         let mut pushes = Vec::new();
         let mut t = 0i64;
@@ -96,7 +96,11 @@ impl Truth {
             if t >= horizon {
                 break;
             }
-            let size = if rng.chance(cfg.stack_rate) { rng.range(2, 5) } else { 1 };
+            let size = if rng.chance(cfg.stack_rate) {
+                rng.range(2, 5)
+            } else {
+                1
+            };
             let commits = (0..size)
                 .map(|_| {
                     n += 1;
@@ -105,7 +109,10 @@ impl Truth {
                 .collect();
             pushes.push(Push { at: t, commits });
         }
-        let all: Vec<(i64, &String)> = pushes.iter().flat_map(|p| p.commits.iter().map(move |c| (p.at, c))).collect();
+        let all: Vec<(i64, &String)> = pushes
+            .iter()
+            .flat_map(|p| p.commits.iter().map(move |c| (p.at, c)))
+            .collect();
         let mut breakages: Vec<Breakage> = Vec::new();
         for _ in 0..count(cfg.breakages_per_day, cfg.hours) {
             let (at, sha) = all[rng.range(0, all.len() as u64) as usize];
@@ -114,7 +121,9 @@ impl Truth {
             }
             // Mostly a test (one shard of one config); a build now and then.
             let build = rng.chance(0.1);
-            let candidates: Vec<usize> = (0..wf.jobs.len()).filter(|&i| wf.jobs[i].build == build).collect();
+            let candidates: Vec<usize> = (0..wf.jobs.len())
+                .filter(|&i| wf.jobs[i].build == build)
+                .collect();
             let job = &wf.jobs[candidates[rng.range(0, candidates.len() as u64) as usize]];
             let fix = rng.uniform(cfg.human_fix_hours.0, cfg.human_fix_hours.1);
             breakages.push(Breakage {

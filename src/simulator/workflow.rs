@@ -97,7 +97,7 @@ pub struct Workflow {
 }
 
 impl Workflow {
-    /// The trunk-like workflow: 6 platforms, 42 jobs, 15 signals.
+    /// The trunk-like workflow: 6 platforms, 42 jobs, 16 signals.
     pub fn trunk() -> Workflow {
         let mut jobs = Vec::new();
         for (p, platform) in TRUNK.iter().enumerate() {
@@ -135,7 +135,12 @@ impl Workflow {
 
     /// The runner classes the tests run on (an outage takes one of them down).
     pub fn test_runners(&self) -> Vec<&'static str> {
-        let mut r: Vec<&'static str> = self.jobs.iter().filter(|j| !j.build).map(|j| j.runner).collect();
+        let mut r: Vec<&'static str> = self
+            .jobs
+            .iter()
+            .filter(|j| !j.build)
+            .map(|j| j.runner)
+            .collect();
         r.sort_unstable();
         r.dedup();
         r
@@ -148,7 +153,12 @@ impl Workflow {
             return (0..self.jobs.len()).collect();
         };
         let wanted = |j: &JobSpec| names.iter().any(|s| *s == j.signal || *s == j.name);
-        let platforms: Vec<usize> = self.jobs.iter().filter(|j| wanted(j)).map(|j| j.platform).collect();
+        let platforms: Vec<usize> = self
+            .jobs
+            .iter()
+            .filter(|j| wanted(j))
+            .map(|j| j.platform)
+            .collect();
         (0..self.jobs.len())
             .filter(|&i| {
                 let j = &self.jobs[i];
@@ -159,7 +169,9 @@ impl Workflow {
 
     /// The index of a platform's build job.
     pub fn build_of(&self, platform: usize) -> Option<usize> {
-        self.jobs.iter().position(|j| j.build && j.platform == platform)
+        self.jobs
+            .iter()
+            .position(|j| j.build && j.platform == platform)
     }
 }
 
@@ -174,7 +186,7 @@ mod tests {
         let mut signals: Vec<&str> = wf.jobs.iter().map(|j| j.signal.as_str()).collect();
         signals.sort_unstable();
         signals.dedup();
-        assert_eq!(signals.len(), 15);
+        assert_eq!(signals.len(), 16);
         assert!(signals.contains(&"linux-jammy-rocm-py3.10 / test (default)"));
         let picked = wf.select(Some(&["macos-py3-arm64 / test (default)".to_string()]));
         let names: Vec<&str> = picked.iter().map(|&i| wf.jobs[i].name.as_str()).collect();
@@ -182,6 +194,10 @@ mod tests {
         assert_eq!(names[0], "macos-py3-arm64 / build");
         assert_eq!(wf.select(None).len(), 42);
         let shard = "macos-py3-arm64 / test (default, 2, 3, macos-m1-stable)".to_string();
-        assert_eq!(wf.select(Some(&[shard])).len(), 2, "one shard and its build");
+        assert_eq!(
+            wf.select(Some(&[shard])).len(),
+            2,
+            "one shard and its build"
+        );
     }
 }

@@ -120,7 +120,9 @@ pub fn simulate(
             l.actions(t, &actions)?;
         }
         for a in actions {
-            w.act(a);
+            if let Some(run_id) = w.act(&a) {
+                policy.dispatched(&a, run_id);
+            }
         }
     }
     Ok(w.out)
@@ -140,10 +142,10 @@ impl World<'_> {
     }
 
     fn land(&mut self, commits: Vec<String>, landing: Landing) {
-        if let Landing::Fix(b) = landing {
-            if self.fixed_at[b].is_some() {
-                return; // reverted already: no fix needed
-            }
+        if let Landing::Fix(b) = landing
+            && self.fixed_at[b].is_some()
+        {
+            return; // reverted already: no fix needed
         }
         let first = self.main.len();
         for sha in &commits {
@@ -167,31 +169,37 @@ impl World<'_> {
             Landing::Push => {}
         }
         let head = commits.last().cloned();
-        self.emit(self.now, Observation::Push { commits });
+        self.emit(self.now, Observation::Push { at: self.now, commits });
         if let Some(head) = head {
             self.start_run(&head, None, false);
         }
     }
 
-    fn act(&mut self, a: Action) {
+    /// Carries out an action; a restart answers with its run's id.
+    fn act(&mut self, a: &Action) -> Option<u64> {
         match a {
-            Action::Restart { workflow, sha, jobs } => {
-                if workflow != self.wf.name || !self.main.contains_key(&sha) {
+            Action::Restart {
+                workflow,
+                sha,
+                jobs,
+            } => {
+                if *workflow != self.wf.name || !self.main.contains_key(sha) {
                     self.out.ignored_actions += 1;
-                    return;
+                    return None;
                 }
                 self.out.restart_runs += 1;
-                self.start_run(&sha, jobs.as_deref(), true);
+                Some(self.start_run(sha, jobs.as_deref(), true))
             }
             Action::Revert { sha } => {
-                if !self.main.contains_key(&sha) || self.out.reverts.iter().any(|(s, _)| *s == sha) {
+                if !self.main.contains_key(sha) || self.out.reverts.iter().any(|(s, _)| s == sha) {
                     self.out.ignored_actions += 1;
-                    return;
+                    return None;
                 }
                 self.out.reverts.push((sha.clone(), self.now));
-                let revert = super::rng::hash_sha(hash_str(&sha), 0x5e7e);
+                let revert = super::rng::hash_sha(hash_str(sha), 0x5e7e);
                 let when = self.now + (self.cfg.revert_land_mins * 60.0) as i64;
-                self.schedule(when, Ev::Land(vec![revert], Landing::Revert(sha)));
+                self.schedule(when, Ev::Land(vec![revert], Landing::Revert(sha.clone())));
+                None
             }
         }
     }
@@ -206,10 +214,13 @@ impl World<'_> {
     }
 
     fn in_outage(&self, runner: &str, t: i64) -> bool {
-        self.truth.outages.iter().any(|o| o.runner == runner && o.start <= t && t < o.end)
+        self.truth
+            .outages
+            .iter()
+            .any(|o| o.runner == runner && o.start <= t && t < o.end)
     }
 
-    fn start_run(&mut self, sha: &str, selection: Option<&[String]>, restart: bool) {
+    fn start_run(&mut self, sha: &str, selection: Option<&[String]>, restart: bool) -> u64 {
         let ordinal = self.runs_of.entry(sha.to_string()).or_insert(0);
         *ordinal += 1;
         let mut rng = Rng::new(self.truth.seed ^ hash_str(sha), *ordinal);
@@ -227,7 +238,13 @@ impl World<'_> {
             let draw = Draw::new(&mut rng, spec, self.cfg.flake_rate);
             let ready = match (spec.build, builds.get(&spec.platform)) {
                 (false, Some(&(end, false))) => {
-                    let job = self.job(spec, run_id, sha, (created, None, Some(end)), Some(Conclusion::Skipped));
+                    let job = self.job(
+                        spec,
+                        run_id,
+                        sha,
+                        (created, None, Some(end)),
+                        Some(Conclusion::Skipped),
+                    );
                     self.emit(end, Observation::Job(Box::new(job)));
                     continue;
                 }
@@ -255,16 +272,25 @@ impl World<'_> {
             }
             any_failed |= !ok;
             last = last.max(end);
-            let conclusion = if ok { Conclusion::Success } else { Conclusion::Failure };
+            let conclusion = if ok {
+                Conclusion::Success
+            } else {
+                Conclusion::Failure
+            };
             let job = self.job(spec, run_id, sha, (created, Some(start), None), None);
             let done = self.job_done(job.clone(), end, conclusion);
             self.emit(start, Observation::Job(Box::new(job)));
             self.emit(end, Observation::Job(Box::new(done)));
         }
         run.status = RunStatus::Completed;
-        run.conclusion = Some(if any_failed { Conclusion::Failure } else { Conclusion::Success });
+        run.conclusion = Some(if any_failed {
+            Conclusion::Failure
+        } else {
+            Conclusion::Success
+        });
         run.updated_at = Some(at(last));
         self.emit(last, Observation::Run(Box::new(run)));
+        run_id
     }
 
     fn id(&mut self) -> u64 {
@@ -278,8 +304,16 @@ impl World<'_> {
             name: self.wf.name.clone(),
             path: format!(".github/workflows/{}.yml", self.wf.name),
             head_sha: sha.to_string(),
-            head_branch: Some(if restart { format!("trunk/{sha}") } else { "main".into() }),
-            event: if restart { Trigger::WorkflowDispatch } else { Trigger::Push },
+            head_branch: Some(if restart {
+                format!("trunk/{sha}")
+            } else {
+                "main".into()
+            }),
+            event: if restart {
+                Trigger::WorkflowDispatch
+            } else {
+                Trigger::Push
+            },
             status: RunStatus::Requested,
             conclusion: None,
             run_attempt: 1,
@@ -308,7 +342,11 @@ impl World<'_> {
             workflow_name: self.wf.name.clone(),
             head_sha: sha.to_string(),
             head_branch: None,
-            status: if conclusion.is_some() { RunStatus::Completed } else { RunStatus::InProgress },
+            status: if conclusion.is_some() {
+                RunStatus::Completed
+            } else {
+                RunStatus::InProgress
+            },
             conclusion,
             created_at: Some(at(times.0)),
             started_at: times.1.map(at),

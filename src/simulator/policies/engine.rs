@@ -36,7 +36,11 @@ impl Engine {
             let jobs: Vec<String> = jobs
                 .into_iter()
                 .filter(|job| {
-                    let (n, last) = self.restarted.get(&(sha.clone(), job.clone())).copied().unwrap_or((0, i64::MIN / 2));
+                    let (n, last) = self
+                        .restarted
+                        .get(&(sha.clone(), job.clone()))
+                        .copied()
+                        .unwrap_or((0, i64::MIN / 2));
                     n < MAX_PER_JOB && now - last >= SPACING_SECS
                 })
                 .collect();
@@ -44,7 +48,10 @@ impl Engine {
                 continue;
             }
             for job in &jobs {
-                let e = self.restarted.entry((sha.clone(), job.clone())).or_insert((0, now));
+                let e = self
+                    .restarted
+                    .entry((sha.clone(), job.clone()))
+                    .or_insert((0, now));
                 *e = (e.0 + 1, now);
             }
             actions.push(Action::Restart {
@@ -87,5 +94,17 @@ impl Policy for Engine {
 
     fn take_decisions(&mut self) -> Vec<DecisionRecord> {
         self.judge.take_decisions()
+    }
+
+    /// The App knows the run its dispatch made (`return_run_details`) and the jobs it
+    /// asked for: the run is pending for those signals only.
+    fn dispatched(&mut self, restart: &Action, run_id: u64) {
+        if let Action::Restart {
+            jobs: Some(jobs), ..
+        } = restart
+        {
+            let signals = jobs.iter().map(|j| crate::restart::outcome::base_name(j));
+            self.judge.history.scope_run(run_id, signals);
+        }
     }
 }

@@ -98,11 +98,17 @@ impl External {
             .read_line(&mut answer)
             .with_context(|| format!("reading from the policy command {:?}", self.command))?;
         if n == 0 {
-            bail!("the policy command {:?} exited without answering", self.command);
+            bail!(
+                "the policy command {:?} exited without answering",
+                self.command
+            );
         }
         serde_json::from_str(answer.trim()).with_context(|| {
             let shown: String = answer.trim().chars().take(200).collect();
-            format!("the policy command {:?} answered something that is not an actions line: {shown:?}", self.command)
+            format!(
+                "the policy command {:?} answered something that is not an actions line: {shown:?}",
+                self.command
+            )
         })
     }
 }
@@ -139,7 +145,10 @@ impl Policy for External {
             sha: r.sha,
             jobs: r.jobs,
         });
-        let reverts = answer.reverts.into_iter().map(|r| Action::Revert { sha: r.sha });
+        let reverts = answer
+            .reverts
+            .into_iter()
+            .map(|r| Action::Revert { sha: r.sha });
         Ok(restarts.chain(reverts).collect())
     }
 

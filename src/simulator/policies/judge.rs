@@ -10,6 +10,8 @@ use std::collections::HashMap;
 pub enum Touched {
     None,
     One(SignalKey),
+    /// These normalized jobs of a workflow (a run that carries only them).
+    Jobs(String, Vec<String>),
     /// Every failing signal of a workflow (a run started or ended: synthetic pending).
     Workflow(String),
     All,
@@ -36,17 +38,22 @@ impl Judge {
 
     pub fn observe(&mut self, now: i64, o: &Observation) -> Touched {
         match o {
-            Observation::Push { commits } => {
-                self.history.push(commits, at(now));
+            Observation::Push { at: pushed, commits } => {
+                self.history.push(commits, at(*pushed));
                 self.history.forget_before(at(now - self.window_secs));
                 Touched::All
             }
-            Observation::Job(j) => self.history.record_job(j).map_or(Touched::None, Touched::One),
+            Observation::Job(j) => self
+                .history
+                .record_job(j)
+                .map_or(Touched::None, Touched::One),
             Observation::Run(r) => {
-                if self.history.record_run(r) {
-                    Touched::Workflow(r.name.clone())
-                } else {
+                if !self.history.record_run(r) {
                     Touched::None
+                } else if let Some(scope) = self.history.run_scope(r.id) {
+                    Touched::Jobs(r.name.clone(), scope.iter().cloned().collect())
+                } else {
+                    Touched::Workflow(r.name.clone())
                 }
             }
         }
@@ -57,7 +64,16 @@ impl Judge {
         let keys: Vec<SignalKey> = match touched {
             Touched::None => vec![],
             Touched::One(k) => vec![k],
-            Touched::Workflow(w) => self.history.failing_keys().filter(|k| k.workflow == w).cloned().collect(),
+            Touched::Jobs(w, jobs) => jobs
+                .into_iter()
+                .map(|j| SignalKey::new(w.clone(), j))
+                .collect(),
+            Touched::Workflow(w) => self
+                .history
+                .failing_keys()
+                .filter(|k| k.workflow == w)
+                .cloned()
+                .collect(),
             Touched::All => self.history.failing_keys().cloned().collect(),
         };
         let mut plan = Plan::default();
@@ -67,7 +83,11 @@ impl Judge {
             }
             let d = decide(&self.history.signal(&key), &self.cfg);
             plan.add(&key, &d);
-            if self.last.get(&key) != Some(&d) {
+            if self
+                .last
+                .get(&key)
+                .is_none_or(|last| gist(last) != gist(&d))
+            {
                 self.changed.push(DecisionRecord {
                     at: now,
                     signal: key.clone(),
@@ -81,5 +101,18 @@ impl Judge {
 
     pub fn take_decisions(&mut self) -> Vec<DecisionRecord> {
         std::mem::take(&mut self.changed)
+    }
+}
+
+/// What a decision says, without its evidence counts: the log records a signal's decision
+/// when this changes.
+fn gist(d: &Decision) -> (String, Vec<&str>) {
+    match d {
+        Decision::Revert(r) => ("revert".into(), vec![r.suspect.as_str()]),
+        Decision::Restart(r) => (
+            "restart".into(),
+            r.commits.iter().map(|c| c.sha.as_str()).collect(),
+        ),
+        Decision::Ineligible(i) => (i.reason.as_str().into(), vec![]),
     }
 }

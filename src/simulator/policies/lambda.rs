@@ -49,12 +49,19 @@ impl Policy for Lambda {
         let plan = self.judge.decide(now, Touched::All);
         let mut actions = Vec::new();
         for (workflow, sha) in plan.restarts.into_keys() {
-            let e = self.restarted.entry((workflow.clone(), sha.clone())).or_insert((0, i64::MIN / 2));
+            let e = self
+                .restarted
+                .entry((workflow.clone(), sha.clone()))
+                .or_insert((0, i64::MIN / 2));
             if e.0 >= CAP || now - e.1 < PACING_SECS {
                 continue;
             }
             *e = (e.0 + 1, now);
-            actions.push(Action::Restart { workflow, sha, jobs: None });
+            actions.push(Action::Restart {
+                workflow,
+                sha,
+                jobs: None,
+            });
         }
         for sha in plan.reverts.into_keys() {
             if self.reverted.insert(sha.clone()) {
