@@ -129,7 +129,7 @@ fn a_policy_command_that_breaks_its_protocol_is_a_clear_error() {
         1,
         short_day(),
         vec![PolicyChoice::Command {
-            command: "echo not-json".into(),
+            command: "read -r state; echo not-json; sleep 5".into(),
             tick_secs: 300,
         }],
     );

@@ -77,7 +77,10 @@ fn run_seed(opts: &Options, wf: &Workflow, seed: u64) -> Result<Vec<SeedScore>> 
     for choice in &opts.policies {
         let mut policy = make(choice, opts.window_hours)?;
         let name = policy.name().to_string();
-        let mut seed_log = dir.as_ref().map(|d| log::SeedLog::create(d, &name)).transpose()?;
+        let mut seed_log = dir
+            .as_ref()
+            .map(|d| log::SeedLog::create(d, &name))
+            .transpose()?;
         let out = world::simulate(&opts.sim, wf, &truth, policy.as_mut(), seed_log.as_mut())
             .map_err(|e| e.context(format!("seed {seed}, policy {name}")))?;
         if let Some(l) = seed_log {
@@ -93,7 +96,9 @@ fn run_seed(opts: &Options, wf: &Workflow, seed: u64) -> Result<Vec<SeedScore>> 
 pub fn run(opts: &Options) -> Result<Outcome> {
     let wf = Workflow::trunk();
     let all: Vec<u64> = (opts.first_seed..opts.first_seed + opts.seeds).collect();
-    let workers = std::thread::available_parallelism().map_or(1, usize::from).min(all.len().max(1));
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(all.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut results: Vec<(u64, Result<Vec<SeedScore>>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
@@ -109,7 +114,10 @@ pub fn run(opts: &Options) -> Result<Outcome> {
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("a simulation thread panicked")).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a simulation thread panicked"))
+            .collect()
     });
     results.sort_by_key(|(seed, _)| *seed);
     let mut seeds = Vec::new();

@@ -21,7 +21,10 @@ pub fn at(secs: i64) -> DateTime<Utc> {
 #[derive(Debug, Clone)]
 pub enum Observation {
     /// A push to main (`push` webhook): when, and its commits, oldest first.
-    Push { at: i64, commits: Vec<String> },
+    Push {
+        at: i64,
+        commits: Vec<String>,
+    },
     Job(Box<Job>),
     Run(Box<Run>),
 }

@@ -169,7 +169,13 @@ impl World<'_> {
             Landing::Push => {}
         }
         let head = commits.last().cloned();
-        self.emit(self.now, Observation::Push { at: self.now, commits });
+        self.emit(
+            self.now,
+            Observation::Push {
+                at: self.now,
+                commits,
+            },
+        );
         if let Some(head) = head {
             self.start_run(&head, None, false);
         }

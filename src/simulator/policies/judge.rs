@@ -38,7 +38,10 @@ impl Judge {
 
     pub fn observe(&mut self, now: i64, o: &Observation) -> Touched {
         match o {
-            Observation::Push { at: pushed, commits } => {
+            Observation::Push {
+                at: pushed,
+                commits,
+            } => {
                 self.history.push(commits, at(*pushed));
                 self.history.forget_before(at(now - self.window_secs));
                 Touched::All
