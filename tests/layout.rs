@@ -4,13 +4,16 @@
 use std::path::{Path, PathBuf};
 
 /// Top-level modules, top to bottom. A module may use the ones below it, never above.
-const LAYERS: [&str; 9] = [
+const LAYERS: [&str; 12] = [
     "cli",
     "config",
+    "simulator",
     "server",
     "background",
     "pipeline",
     "store",
+    "decisions",
+    "signals",
     "restart",
     "github",
     "intake",

@@ -1,5 +1,5 @@
 //! The command line: `serve`, `migrate`, `restart`, `check`, `replay`, `redeliver`,
-//! `doctor`, `healthcheck`.
+//! `doctor`, `healthcheck`, `simulate`.
 
 mod check;
 mod doctor;
@@ -8,6 +8,7 @@ mod redeliver;
 mod replay;
 mod restart;
 mod serve;
+mod simulate;
 
 use crate::config::{ClickHouseArgs, GitHubArgs, PolicyArgs, ServeArgs};
 use crate::store::Store;
@@ -146,6 +147,9 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         timeout_secs: u64,
     },
+    /// Score decision policies (the App's engine, PyTorch's Lambda, any program) on a
+    /// simulated trunk: false reverts, missed breakages, time to revert, restart job-hours.
+    Simulate(simulate::SimulateArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -270,6 +274,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             listen_addr,
             timeout_secs,
         } => healthcheck::run(listen_addr, Duration::from_secs(timeout_secs.max(1))).await,
+        Cmd::Simulate(args) => simulate::run(args),
     }
 }
 

@@ -24,6 +24,7 @@ macro_rules! snake_case_enum {
         }
     };
 }
+pub(crate) use snake_case_enum;
 
 pub mod adopt;
 pub mod check_run;

@@ -1,0 +1,12 @@
+//! Signals: per (workflow, normalized job name), the commit-ordered history of events
+//! (failed / passed / pending, per commit and run attempt) built from the App's own event
+//! types and the order of main's commits. Pure: no I/O, no clock.
+
+pub mod history;
+pub mod model;
+
+pub use history::{CommitOrder, History};
+pub use model::{Outcome, Signal, SignalCommit, SignalEvent, SignalKey, Track};
+
+#[cfg(test)]
+mod tests;
