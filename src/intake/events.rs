@@ -70,7 +70,7 @@ pub struct Run {
 }
 
 /// One job of a workflow run; also the row written to the `workflow_job` mirror.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub id: u64,
     pub run_id: u64,

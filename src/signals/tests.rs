@@ -25,17 +25,7 @@ fn job(id: u64, run: u64, attempt: u32, name: &str, sha: &str, conclusion: Optio
         created_at: Some(t(id as i64)),
         started_at: Some(t(id as i64 + 1)),
         completed_at: conclusion.map(|_| t(id as i64 + 30)),
-        labels: vec![],
-        url: String::new(),
-        html_url: String::new(),
-        run_url: String::new(),
-        check_run_url: String::new(),
-        node_id: String::new(),
-        runner_id: None,
-        runner_name: None,
-        runner_group_id: None,
-        runner_group_name: None,
-        steps: vec![],
+        ..Default::default()
     }
 }
 

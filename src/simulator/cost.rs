@@ -44,17 +44,7 @@ fn job(id: u64, workflow: usize, signal: usize, sha: &str, failed: bool, minute:
         created_at: Some(at(minute * 60)),
         started_at: Some(at(minute * 60 + 60)),
         completed_at: Some(at(minute * 60 + 3600)),
-        labels: vec![],
-        url: String::new(),
-        html_url: String::new(),
-        run_url: String::new(),
-        check_run_url: String::new(),
-        node_id: String::new(),
-        runner_id: None,
-        runner_name: None,
-        runner_group_id: None,
-        runner_group_name: None,
-        steps: vec![],
+        ..Default::default()
     }
 }
 

@@ -4,12 +4,12 @@
 use crate::decisions::Decision;
 use crate::intake::events::{Job, Run};
 use crate::signals::SignalKey;
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Simulated time zero.
+/// Simulated time zero: 2026-11-30T00:00:00Z.
 pub fn epoch() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap()
+    DateTime::UNIX_EPOCH + Duration::seconds(1_795_996_800)
 }
 
 /// Simulated seconds as a time.

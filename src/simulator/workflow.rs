@@ -166,13 +166,6 @@ impl Workflow {
             })
             .collect()
     }
-
-    /// The index of a platform's build job.
-    pub fn build_of(&self, platform: usize) -> Option<usize> {
-        self.jobs
-            .iter()
-            .position(|j| j.build && j.platform == platform)
-    }
 }
 
 #[cfg(test)]

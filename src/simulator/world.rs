@@ -358,16 +358,7 @@ impl World<'_> {
             started_at: times.1.map(at),
             completed_at: times.2.map(at),
             labels: vec![spec.runner.to_string()],
-            url: String::new(),
-            html_url: String::new(),
-            run_url: String::new(),
-            check_run_url: String::new(),
-            node_id: String::new(),
-            runner_id: None,
-            runner_name: None,
-            runner_group_id: None,
-            runner_group_name: None,
-            steps: vec![],
+            ..Default::default()
         }
     }
 
