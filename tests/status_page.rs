@@ -90,6 +90,7 @@ fn restart(n: u32, status: Status, outcome: Option<Verdict>, workflow: &str) -> 
             ..CheckRun::default()
         },
         scope: None,
+        asked_jobs: Vec::new(),
     }
 }
 

@@ -78,6 +78,7 @@ async fn unknown_at_stop(store: &autorevert::store::Store, sha: &str) -> Restart
         version: autorevert::restart::next_version(),
         check: autorevert::restart::CheckRun::new(true),
         scope: None,
+        asked_jobs: Vec::new(),
     };
     let mut batch = Batch::default();
     batch.push(Entry::Restart(RestartRow::from(&r)));

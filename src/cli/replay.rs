@@ -153,6 +153,7 @@ async fn in_process(files: Vec<(PathBuf, Payload)>, policy: PolicyArgs) -> Resul
         Arc::new(MemoryEvidence::default()),
         Arc::new(NoGitHub),
         timing,
+        crate::pipeline::decider::Settings::default(),
     );
     let mut bad = 0;
     for (path, p) in files {

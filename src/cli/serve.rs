@@ -55,6 +55,7 @@ pub async fn run(
             dispatch_lookup_delay: serve.dispatch_lookup_delay,
             kill_switch_ttl: serve.kill_switch_ttl,
         },
+        decide: serve.decide.clone(),
         secrets: serve.secrets.clone(),
         spool_dir: Some(serve.spool_dir.clone()),
         queue: server::Queue {

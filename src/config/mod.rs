@@ -3,9 +3,11 @@
 //! variable and what is wrong with it. Secrets are `SecretString` and are never logged.
 
 mod connections;
+mod decide;
 mod setup;
 
 pub use connections::ConnectionArgs;
+pub use decide::DecideArgs;
 
 use crate::github::{GitHubAuth, GitHubConfig};
 use crate::restart::{Policy, RestartAction};
@@ -192,6 +194,8 @@ pub struct ServeArgs {
     pub setup_credentials_file: Option<PathBuf>,
     #[command(flatten)]
     pub connections: ConnectionArgs,
+    #[command(flatten)]
+    pub decide: DecideArgs,
 }
 
 impl GitHubArgs {
@@ -376,6 +380,7 @@ pub struct ServeConfig {
     pub redeliver: Option<(Duration, usize)>,
     /// Timeouts, connection cap (0: from the descriptor limit) and shutdown grace.
     pub limits: Limits,
+    pub decide: crate::pipeline::decider::Settings,
 }
 
 impl ServeArgs {
@@ -402,6 +407,7 @@ impl ServeArgs {
         }
         let limits = self.connections.validate()?;
         Ok(ServeConfig {
+            decide: self.decide.validate()?,
             listen,
             limits,
             secrets,

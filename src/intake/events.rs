@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 pub enum Event {
     WorkflowRun(WorkflowRunEvent),
     WorkflowJob(WorkflowJobEvent),
+    Push(PushEvent),
     Ping {
         zen: String,
     },
@@ -38,6 +39,42 @@ pub struct WorkflowJobEvent {
     pub repo: String,
     pub installation_id: Option<u64>,
     pub job: Job,
+}
+
+/// A `push`: commits landing on a branch, oldest first (the order of main's commits).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushEvent {
+    pub repo: String,
+    pub installation_id: Option<u64>,
+    /// The full ref pushed (`refs/heads/main`, `refs/tags/...`).
+    pub git_ref: String,
+    pub before: String,
+    pub after: String,
+    /// The pushed commits' shas, oldest first (a ghstack push lands several).
+    pub commits: Vec<String>,
+    pub forced: bool,
+    pub deleted: bool,
+    /// When GitHub took the push (`repository.pushed_at`), if the payload says.
+    pub pushed_at: Option<DateTime<Utc>>,
+}
+
+impl PushEvent {
+    /// The branch pushed, if the ref is a branch.
+    pub fn branch(&self) -> Option<&str> {
+        self.git_ref.strip_prefix("refs/heads/")
+    }
+
+    /// The commits that landed, oldest first: the listed ones, or the new head alone when
+    /// GitHub listed none (an empty list on a push that moved the branch).
+    pub fn landed(&self) -> Vec<String> {
+        if self.deleted || self.after.bytes().all(|b| b == b'0') {
+            return Vec::new();
+        }
+        if self.commits.is_empty() {
+            return vec![self.after.clone()];
+        }
+        self.commits.clone()
+    }
 }
 
 /// A workflow run as the App sees it.
@@ -160,6 +197,57 @@ impl<T: serde::de::DeserializeOwned> Payload<T> {
 }
 
 #[derive(Deserialize)]
+struct PushPayload {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    before: String,
+    after: String,
+    #[serde(default)]
+    commits: Vec<PushCommit>,
+    #[serde(default)]
+    forced: bool,
+    #[serde(default)]
+    deleted: bool,
+    repository: PushRepo,
+    installation: Option<InstallationRef>,
+}
+
+#[derive(Deserialize)]
+struct PushCommit {
+    id: String,
+}
+
+/// A push payload's repository: `pushed_at` is a Unix timestamp there.
+#[derive(Deserialize)]
+struct PushRepo {
+    full_name: String,
+    pushed_at: Option<serde_json::Value>,
+}
+
+impl PushPayload {
+    fn into_event(self) -> PushEvent {
+        let pushed_at = match self.repository.pushed_at {
+            Some(serde_json::Value::Number(n)) => n
+                .as_i64()
+                .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0)),
+            Some(serde_json::Value::String(s)) => s.parse().ok(),
+            _ => None,
+        };
+        PushEvent {
+            repo: self.repository.full_name,
+            installation_id: self.installation.map(|i| i.id),
+            git_ref: self.git_ref,
+            before: self.before,
+            after: self.after,
+            commits: self.commits.into_iter().map(|c| c.id).collect(),
+            forced: self.forced,
+            deleted: self.deleted,
+            pushed_at,
+        }
+    }
+}
+
+#[derive(Deserialize)]
 struct PingPayload {
     #[serde(default)]
     zen: String,
@@ -199,6 +287,10 @@ pub fn parse(event_name: &str, body: &[u8]) -> Result<Event, ParseError> {
                 job,
             })
         }
+        "push" => {
+            let p: PushPayload = serde_json::from_slice(body).map_err(err)?;
+            Event::Push(p.into_event())
+        }
         "ping" => {
             let p: PingPayload = serde_json::from_slice(body).map_err(err)?;
             Event::Ping { zen: p.zen }
@@ -219,6 +311,7 @@ impl Event {
         match self {
             Event::WorkflowRun(e) => Some((&e.repo, &e.run.head_sha)),
             Event::WorkflowJob(e) => Some((&e.repo, &e.job.head_sha)),
+            Event::Push(e) => Some((&e.repo, &e.after)),
             _ => None,
         }
     }
@@ -235,6 +328,7 @@ impl Event {
         match self {
             Event::WorkflowRun(e) => e.installation_id,
             Event::WorkflowJob(e) => e.installation_id,
+            Event::Push(e) => e.installation_id,
             _ => None,
         }
     }
@@ -271,6 +365,8 @@ mod tests {
                 "workflow_run"
             } else if name.starts_with("workflow_job") {
                 "workflow_job"
+            } else if name.starts_with("push") {
+                "push"
             } else {
                 continue;
             };
@@ -288,6 +384,29 @@ mod tests {
             seen += 1;
         }
         assert!(seen >= 2, "no workflow fixtures found in {dir}");
+    }
+
+    #[test]
+    fn a_push_lists_its_commits_oldest_first() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/github");
+        let body = std::fs::read(format!("{dir}/push.with-new-branch.json")).expect("fixture");
+        let Event::Push(p) = parse("push", &body).expect("parses") else {
+            panic!("not a push")
+        };
+        assert_eq!(p.repo, "Codertocat/Hello-World");
+        assert_eq!(p.branch(), Some("master"));
+        assert_eq!(p.installation_id, Some(1));
+        assert_eq!(
+            p.landed(),
+            vec!["6113728f27ae82c7b1a177c8d03f9e96e0adf246".to_string()]
+        );
+        assert_eq!(p.pushed_at.map(|t| t.timestamp()), Some(1557933657));
+        let body = std::fs::read(format!("{dir}/push.deleted-tag.json")).expect("fixture");
+        let Event::Push(p) = parse("push", &body).expect("parses") else {
+            panic!("not a push")
+        };
+        assert_eq!(p.branch(), None);
+        assert!(p.landed().is_empty(), "a deleted ref lands nothing");
     }
 
     #[test]

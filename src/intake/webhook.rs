@@ -136,6 +136,7 @@ pub async fn receive(
     let event: &'static str = match header_str(&headers, "x-github-event") {
         Some("workflow_run") => "workflow_run",
         Some("workflow_job") => "workflow_job",
+        Some("push") => "push",
         Some("ping") => "ping",
         Some(_) => "other",
         None => "none",

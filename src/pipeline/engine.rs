@@ -2,6 +2,7 @@
 //! carried out. Writes of evidence come first, then what reads them; slow steps go to
 //! follow-ups.
 
+use super::decider::{Ask, Decider};
 use super::effects::{Actions, Evidence};
 use super::follow_ups::check_run::CheckRuns;
 use super::follow_ups::confirm::Confirm;
@@ -13,8 +14,8 @@ use super::kill_switch::KillSwitches;
 use super::restarts::Restarts;
 use crate::intake::{Delivery, Event};
 use crate::restart::{
-    Command, Policy, Restart, RestartKey, Status, decide, hold_for_kill_switch, may_dispatch,
-    retry_due, seed_versions,
+    Command, Policy, Restart, RestartKey, Status, decide, decide_asked, hold_for_kill_switch,
+    may_dispatch, retry_due, seed_versions,
 };
 use crate::store::mirror::{MirrorJobRow, MirrorRunRow};
 use crate::store::recorder::Entry;
@@ -55,6 +56,7 @@ pub struct Engine {
     confirm: Confirm,
     evaluate: Evaluate,
     check_runs: Arc<CheckRuns>,
+    decider: Decider,
 }
 
 impl Engine {
@@ -63,6 +65,7 @@ impl Engine {
         evidence: Arc<dyn Evidence>,
         github: Arc<dyn Actions>,
         timing: Timing,
+        decide: super::decider::Settings,
     ) -> Engine {
         let restarts = Arc::new(Restarts::new(evidence.clone()));
         let activity = Arc::new(Activity::default());
@@ -80,6 +83,7 @@ impl Engine {
             on_change.changed(r);
         }));
         Engine {
+            decider: Decider::new(decide),
             check_runs,
             kill_switches: KillSwitches::new(
                 policy.kill_switch_label.clone(),
@@ -139,6 +143,7 @@ impl Engine {
             })
             .collect();
         self.restarts.load(loaded);
+        self.rebuild_decisions().await?;
         for (id, may_resend) in unsettled {
             self.settle.spawn(&self.follow_ups, &id, may_resend);
         }
@@ -146,6 +151,25 @@ impl Engine {
         // check run, GitHub failing the last call) is brought up to date.
         self.resync_check_runs();
         Ok(n)
+    }
+
+    /// The decision engine's history from what ClickHouse kept of the window.
+    async fn rebuild_decisions(&self) -> anyhow::Result<()> {
+        if !self.decider.settings().enabled {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let state = self
+            .evidence
+            .signal_state(now - self.decider.settings().lookback)
+            .await?;
+        let (commits, jobs) = self.decider.rebuild(&state, now);
+        tracing::info!(commits, jobs, "decision engine history rebuilt");
+        Ok(())
+    }
+
+    pub fn decider(&self) -> &Decider {
+        &self.decider
     }
 
     /// Starts the check-run follow-up of every restart whose check run is behind; how many.
@@ -214,8 +238,51 @@ impl Engine {
         for c in writes.into_iter().chain(rest) {
             self.execute(c, d).await;
         }
+        let mut commands = commands;
+        commands.extend(self.decide_signals(d).await);
         let row = DeliveryRow::of(d, &commands, Utc::now());
         self.evidence.record(Entry::Delivery(row)).await;
+        commands
+    }
+
+    /// The decision engine's part: the signals this delivery changed are decided again,
+    /// the restarts they ask for claimed and carried out; what it did.
+    async fn decide_signals(&self, d: &Delivery) -> Vec<Command> {
+        let decided = self.decider.on_event(&d.event, &self.policy, Utc::now());
+        for row in decided.rows {
+            self.evidence.record(row).await;
+        }
+        let mut done = Vec::new();
+        for ask in decided.asks {
+            done.extend(self.ask(ask, d).await);
+        }
+        done
+    }
+
+    /// One restart the engine asks for, through the ledger like any other: the cap,
+    /// pacing, `RESTART_ACTION` and the kill switch apply.
+    async fn ask(&self, ask: Ask, d: &Delivery) -> Vec<Command> {
+        let key = &ask.asked.key;
+        let held = self
+            .kill_switches
+            .state(&key.repo, ask.asked.installation_id)
+            .await
+            .hold_reason();
+        let commands = self.restarts.decide_and_claim(|ledger| {
+            let c = decide_asked(ask.asked.clone(), &d.id, ledger, &self.policy, Utc::now());
+            match &held {
+                Some(reason) => hold_for_kill_switch(c, reason),
+                None => c,
+            }
+        });
+        // A refusal is logged once per decision, not at every event that repeats it.
+        let commands: Vec<Command> = commands
+            .into_iter()
+            .filter(|c| ask.new || !matches!(c, Command::Skip { .. }))
+            .collect();
+        for c in &commands {
+            self.execute(c, d).await;
+        }
         commands
     }
 

@@ -6,6 +6,7 @@
 //! (`restarts`), so two deliveries of the same failure can never both dispatch. Slow steps
 //! run as follow-ups (`follow_ups`), never in a worker.
 
+pub mod decider;
 pub mod effects;
 pub mod engine;
 pub mod fault;

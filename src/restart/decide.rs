@@ -32,6 +32,10 @@ pub fn decide(
     let mut out = match event {
         Event::WorkflowRun(e) => decide_run(e, delivery_id, ledger, policy, now),
         Event::WorkflowJob(e) => decide_job(e, ledger, policy),
+        Event::Push(e) => vec![ignore(format!(
+            "push to {}: the commit order, for the decision engine",
+            e.git_ref
+        ))],
         Event::Ping { .. } => vec![ignore("ping")],
         Event::Other { name } => vec![ignore(format!("event {name} is not handled"))],
     };
@@ -95,7 +99,60 @@ fn decide_run(
     if policy.action == RestartAction::Skip {
         return vec![skip("RESTART_ACTION=skip".into())];
     }
-    let restart = new_restart(e, key, existing, delivery_id, policy, now);
+    let conclusion = run.conclusion.clone().unwrap_or_default();
+    let asked = Asked {
+        key,
+        workflow_file: workflow_file(&run.path).to_string(),
+        original_run_id: run.id,
+        installation_id: e.installation_id,
+        jobs: Vec::new(),
+        reason: format!("run {} concluded {conclusion}", run.id),
+    };
+    let restart = new_restart(asked, existing, delivery_id, policy, now);
+    vec![Command::Dispatch {
+        restart: Box::new(restart),
+    }]
+}
+
+/// A restart the decision engine asks for: a commit's workflow again, for some jobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Asked {
+    pub key: RestartKey,
+    pub workflow_file: String,
+    /// The commit's run the restart is compared with (0: none known).
+    pub original_run_id: u64,
+    pub installation_id: Option<u64>,
+    /// Normalized job names (`linux-jammy / test (default)`); empty: the whole workflow.
+    pub jobs: Vec<String>,
+    pub reason: String,
+}
+
+/// What an engine's ask comes to, under the same cap, give-up and pacing as any restart.
+/// A commit that already has a restart gets nothing new and nothing logged: the engine
+/// asks again on every event until the restart's jobs show up as pending.
+pub fn decide_asked(
+    asked: Asked,
+    delivery_id: &str,
+    ledger: &Ledger,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Vec<Command> {
+    let existing = ledger.restarts(&asked.key);
+    let skip = |reason: String| Command::Skip {
+        key: asked.key.clone(),
+        original_run_id: asked.original_run_id,
+        reason,
+    };
+    if existing.iter().any(|r| r.status != Status::DispatchFailed) {
+        return Vec::new();
+    }
+    if let Some(reason) = held_back(existing, ledger, policy, now) {
+        return vec![skip(reason)];
+    }
+    if policy.action == RestartAction::Skip {
+        return vec![skip("RESTART_ACTION=skip".into())];
+    }
+    let restart = new_restart(asked, existing, delivery_id, policy, now);
     vec![Command::Dispatch {
         restart: Box::new(restart),
     }]
@@ -165,24 +222,22 @@ fn held_back(
 }
 
 fn new_restart(
-    e: &WorkflowRunEvent,
-    key: RestartKey,
+    asked: Asked,
     existing: &[Restart],
     delivery_id: &str,
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> Restart {
-    let run = &e.run;
+    let key = asked.key;
     let attempt = existing.iter().map(|r| r.attempt).max().unwrap_or(0) + 1;
     let dry_run = policy.action == RestartAction::Log;
-    let conclusion = run.conclusion.clone().unwrap_or_default();
     Restart {
         restart_id: format!("{}/{}/{}/{}", key.repo, key.workflow, key.head_sha, attempt),
         key,
         attempt,
-        workflow_file: workflow_file(&run.path).to_string(),
-        original_run_id: run.id,
-        installation_id: e.installation_id,
+        workflow_file: asked.workflow_file,
+        original_run_id: asked.original_run_id,
+        installation_id: asked.installation_id,
         status: if dry_run {
             Status::DryRun
         } else {
@@ -194,11 +249,12 @@ fn new_restart(
         dry_run,
         times: Timeline::requested(now),
         outcome: None,
-        reason: format!("run {} concluded {conclusion}", run.id),
+        reason: asked.reason,
         delivery_id: delivery_id.to_string(),
         version: next_version(),
         check: CheckRun::new(!dry_run),
         scope: None,
+        asked_jobs: asked.jobs,
     }
 }
 

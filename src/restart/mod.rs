@@ -41,7 +41,7 @@ pub mod scope;
 pub use adopt::adoptable;
 pub use check_run::{CheckRun, CheckRunView};
 pub use command::{Command, hold_for_kill_switch};
-pub use decide::{decide, may_dispatch};
+pub use decide::{Asked, decide, decide_asked, may_dispatch};
 pub use ledger::Ledger;
 pub use lifecycle::{Change, EventKind, MAX_DISPATCH_ATTEMPTS, Transition};
 pub use model::{

@@ -105,6 +105,10 @@ pub struct Restart {
     /// What the dispatch asks for (filters, why, the jobs it ran against the original's);
     /// `None` until it is decided, which is before the restart is first written.
     pub scope: Option<Scope>,
+    /// The normalized job names the decision engine asked to run again (empty: a restart of
+    /// a failed run, scoped from its failing jobs). Read only while the scope is decided,
+    /// which is stored with the first row, so it is not stored itself.
+    pub asked_jobs: Vec<String>,
 }
 
 impl Restart {
@@ -204,6 +208,7 @@ pub(crate) mod fixtures {
             version: 1,
             check: CheckRun::default(),
             scope: None,
+            asked_jobs: Vec::new(),
         }
     }
 }

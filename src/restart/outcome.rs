@@ -92,6 +92,17 @@ impl JobState {
             conclusion: j.conclusion.clone(),
         }
     }
+
+    /// A job the decision engine asked to run again, standing as a failed one of the
+    /// original run (what a restart's scope is planned from).
+    pub fn asked(name: &str) -> JobState {
+        JobState {
+            id: 0,
+            name: name.to_string(),
+            status: RunStatus::Completed,
+            conclusion: Some(Conclusion::Failure),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -58,6 +58,8 @@ pub struct Parts {
     pub github: Option<GitHub>,
     pub timing: Timing,
     pub secrets: Vec<SecretString>,
+    /// The decision engine's settings.
+    pub decide: crate::pipeline::decider::Settings,
     pub spool_dir: Option<PathBuf>,
     pub queue: Queue,
     pub tasks: TaskPlan,
@@ -97,6 +99,7 @@ pub async fn assemble(p: Parts) -> anyhow::Result<App> {
         evidence,
         actions,
         p.timing.clone(),
+        p.decide.clone(),
     ));
     let (ready_tx, ready) = watch::channel(false);
     let start = Start {

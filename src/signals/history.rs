@@ -75,6 +75,11 @@ impl CommitOrder {
         self.commits.iter().rev().map(|(s, _)| s.as_str())
     }
 
+    /// When the commit's push landed.
+    pub fn pushed_at(&self, sha: &str) -> Option<DateTime<Utc>> {
+        self.index.get(sha).map(|&i| self.commits[i].1)
+    }
+
     /// The commit just before this one on main.
     pub fn parent(&self, sha: &str) -> Option<&str> {
         let i = *self.index.get(sha)?;

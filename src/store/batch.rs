@@ -3,6 +3,7 @@
 use super::Store;
 use super::mirror::{MirrorJobRow, MirrorRunRow};
 use super::rows::{DeliveryRow, EventRow, JobResultRow, RestartRow, VerdictRow};
+use super::signal_state::{DecisionRow, MainCommitRow, RevertActionRow, RunResultRow};
 use anyhow::Result;
 use clickhouse::{RowOwned, RowWrite};
 
@@ -16,6 +17,11 @@ pub enum Entry {
     Verdict(VerdictRow),
     MirrorRun(MirrorRunRow),
     MirrorJob(MirrorJobRow),
+    /// The decision engine's state (`signal_state`).
+    MainCommit(MainCommitRow),
+    Run(RunResultRow),
+    Decision(DecisionRow),
+    RevertAction(RevertActionRow),
     /// The delivery with this log sequence number is fully handled.
     Ack(u64),
 }
@@ -29,6 +35,10 @@ pub struct Batch {
     verdicts: Vec<VerdictRow>,
     mirror_runs: Vec<MirrorRunRow>,
     mirror_jobs: Vec<MirrorJobRow>,
+    main_commits: Vec<MainCommitRow>,
+    runs: Vec<RunResultRow>,
+    decisions: Vec<DecisionRow>,
+    revert_actions: Vec<RevertActionRow>,
 }
 
 impl Batch {
@@ -42,6 +52,10 @@ impl Batch {
             Entry::Verdict(r) => self.verdicts.push(r),
             Entry::MirrorRun(r) => self.mirror_runs.push(r),
             Entry::MirrorJob(r) => self.mirror_jobs.push(r),
+            Entry::MainCommit(r) => self.main_commits.push(r),
+            Entry::Run(r) => self.runs.push(r),
+            Entry::Decision(r) => self.decisions.push(r),
+            Entry::RevertAction(r) => self.revert_actions.push(r),
             Entry::Ack(seq) => return Some(seq),
         }
         None
@@ -55,6 +69,10 @@ impl Batch {
             + self.verdicts.len()
             + self.mirror_runs.len()
             + self.mirror_jobs.len()
+            + self.main_commits.len()
+            + self.runs.len()
+            + self.decisions.len()
+            + self.revert_actions.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -71,6 +89,10 @@ impl Batch {
         self.verdicts.append(&mut other.verdicts);
         self.mirror_runs.append(&mut other.mirror_runs);
         self.mirror_jobs.append(&mut other.mirror_jobs);
+        self.main_commits.append(&mut other.main_commits);
+        self.runs.append(&mut other.runs);
+        self.decisions.append(&mut other.decisions);
+        self.revert_actions.append(&mut other.revert_actions);
     }
 }
 
@@ -93,6 +115,8 @@ impl Store {
         let (restarts, deliveries, events) =
             (self.t("restarts"), self.t("deliveries"), self.t("events"));
         let (jobs, verdicts) = (self.t("job_results"), self.t("restart_job_verdicts"));
+        let (commits, runs) = (self.t("main_commits"), self.t("run_results"));
+        let (decisions, actions) = (self.t("decisions"), self.t("revert_actions"));
         let mirror = self.mirror_enabled();
         if !mirror {
             b.mirror_runs.clear();
@@ -107,9 +131,13 @@ impl Store {
             self.write_rows(&verdicts, &mut b.verdicts),
             self.write_rows(&tables.run, &mut b.mirror_runs),
             self.write_mirror_jobs(&tables.job, &mut b.mirror_jobs),
+            self.write_rows(&commits, &mut b.main_commits),
+            self.write_rows(&runs, &mut b.runs),
+            self.write_rows(&decisions, &mut b.decisions),
+            self.write_rows(&actions, &mut b.revert_actions),
         );
-        let (r0, r1, r2, r3, r4, r5, r6) = results;
-        let failed: Vec<anyhow::Error> = [r0, r1, r2, r3, r4, r5, r6]
+        let (r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10) = results;
+        let failed: Vec<anyhow::Error> = [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10]
             .into_iter()
             .filter_map(Result::err)
             .collect();

@@ -11,6 +11,7 @@ pub mod queries;
 pub mod recorder;
 pub mod rows;
 pub mod schema;
+pub mod signal_state;
 pub mod status;
 
 pub use queries::confirmation_sql;

@@ -223,6 +223,7 @@ impl RestartRow {
             version: self.version,
             restart_id: self.restart_id,
             check,
+            asked_jobs: Vec::new(),
         })
     }
 }
@@ -312,6 +313,14 @@ pub struct JobResultRow {
     #[serde(with = "clickhouse::serde::chrono::datetime64::millis")]
     updated_at: DateTime<Utc>,
     version: u64,
+    // When the job was queued, started and ended (migration 8): the decision engine's
+    // signals are ordered in time by them.
+    #[serde(with = "clickhouse::serde::chrono::datetime64::millis::option")]
+    created_at: Option<DateTime<Utc>>,
+    #[serde(with = "clickhouse::serde::chrono::datetime64::millis::option")]
+    started_at: Option<DateTime<Utc>>,
+    #[serde(with = "clickhouse::serde::chrono::datetime64::millis::option")]
+    completed_at: Option<DateTime<Utc>>,
 }
 
 impl JobResultRow {
@@ -335,7 +344,33 @@ impl JobResultRow {
             updated_at: now,
             // A later status wins over an earlier one even when deliveries arrive out of order.
             version: job.status.rank() * 10u64.pow(16) + now.timestamp_micros().max(0) as u64,
+            created_at: job.created_at,
+            started_at: job.started_at,
+            completed_at: job.completed_at,
         }
+    }
+
+    /// The job again, as the decision engine's history takes it at start-up.
+    pub fn job(&self) -> Job {
+        Job {
+            id: self.job_id,
+            run_id: self.run_id,
+            run_attempt: self.run_attempt,
+            name: self.name.clone(),
+            workflow_name: self.workflow_name.clone(),
+            head_sha: self.head_sha.clone(),
+            head_branch: Some(self.head_branch.clone()).filter(|b| !b.is_empty()),
+            status: self.status.clone().into(),
+            conclusion: (!self.conclusion.is_empty()).then(|| self.conclusion.clone().into()),
+            created_at: self.created_at,
+            started_at: self.started_at,
+            completed_at: self.completed_at,
+            ..Job::default()
+        }
+    }
+
+    pub fn repo(&self) -> &str {
+        &self.repo
     }
 
     /// (repository, run id, job id): what identifies the job.

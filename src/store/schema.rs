@@ -100,6 +100,16 @@ const MIGRATIONS: &[Migration] = &[
         name: "restarts: the scope (full, jobs, tests, jobs+tests), its filters and job counts",
         statements: scope_columns,
     },
+    Migration {
+        version: 8,
+        name: "the decision engine's state: main's commits, runs, job times",
+        statements: super::signal_state::tables_v8,
+    },
+    Migration {
+        version: 9,
+        name: "the decision engine's decisions and revert actions",
+        statements: super::signal_state::tables_v9,
+    },
 ];
 
 /// What a restart asked for, why and from which evidence, and the jobs it ran against the

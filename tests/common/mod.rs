@@ -87,6 +87,8 @@ pub struct Options {
     pub queue_capacity: usize,
     /// How long a delivery waits for room in a full queue before a 503.
     pub queue_wait: Duration,
+    /// The decision engine's settings.
+    pub decide: autorevert::pipeline::decider::Settings,
 }
 
 impl Default for Options {
@@ -104,6 +106,7 @@ impl Default for Options {
             workers: 4,
             queue_capacity: 1024,
             queue_wait: Duration::from_secs(2),
+            decide: Default::default(),
         }
     }
 }
@@ -226,6 +229,7 @@ impl TestApp {
                 kill_switch_ttl: o.kill_switch_ttl,
             },
             secrets: vec![SecretString::from(SECRET.to_string())],
+            decide: o.decide,
             spool_dir: Some(spool_dir.clone()),
             queue: autorevert::server::Queue {
                 workers: o.workers,

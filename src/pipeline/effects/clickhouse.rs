@@ -44,4 +44,11 @@ impl Evidence for ClickHouseEvidence {
     async fn test_evidence(&self, job_ids: &[u64]) -> Result<TestEvidence> {
         self.store.test_evidence(job_ids).await
     }
+
+    async fn signal_state(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<crate::store::signal_state::SignalState> {
+        self.store.signal_state(since, None).await
+    }
 }

@@ -5,6 +5,7 @@ use super::Evidence;
 use crate::restart::scope::TestEvidence;
 use crate::restart::{JobState, Restart, RestartKey, trunk_ref};
 use crate::store::recorder::Entry;
+use crate::store::signal_state::SignalState;
 use anyhow::Result;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -59,6 +60,11 @@ impl Evidence for MemoryEvidence {
     /// Without ClickHouse there is no test evidence: a restart gets no test filter.
     async fn test_evidence(&self, _: &[u64]) -> Result<TestEvidence> {
         anyhow::bail!("no ClickHouse is configured to read failing tests from")
+    }
+
+    /// Nothing survives the process: the history starts empty.
+    async fn signal_state(&self, _: chrono::DateTime<chrono::Utc>) -> Result<SignalState> {
+        Ok(SignalState::default())
     }
 
     /// A job of the workflow recorded on `trunk/<sha>` (what PyTorch's query looks for).

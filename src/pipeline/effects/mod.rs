@@ -19,6 +19,7 @@ use crate::intake::events::{Job, Run};
 use crate::restart::scope::{Declared, TestEvidence};
 use crate::restart::{CheckRunView, JobState, Restart, RestartKey, Scope};
 use crate::store::recorder::Entry;
+use crate::store::signal_state::SignalState;
 use anyhow::Result;
 
 /// Where the App's records go and its evidence is read back.
@@ -37,6 +38,9 @@ pub trait Evidence: Send + Sync {
     /// The classification rules and failing tests of these jobs (PyTorch's job table and
     /// `tests.all_test_runs`), for a restart's test filter.
     async fn test_evidence(&self, job_ids: &[u64]) -> Result<TestEvidence>;
+    /// What the decision engine's history is rebuilt from: main's commits pushed since
+    /// `since`, with their runs and jobs.
+    async fn signal_state(&self, since: chrono::DateTime<chrono::Utc>) -> Result<SignalState>;
 }
 
 /// What the pipeline asks of GitHub about a restart. Reads are retried by the client's one

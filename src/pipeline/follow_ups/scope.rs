@@ -36,6 +36,12 @@ impl Scoping {
         if !declared.as_ref().is_ok_and(Declared::takes_a_filter) {
             return plan(&declared, &[], "not read (no filter to send)", None);
         }
+        // The decision engine named the jobs: they are the ones to run, whatever the
+        // commit's own run did (a parent asked for as the baseline passed them).
+        if !r.asked_jobs.is_empty() {
+            let asked: Vec<JobState> = r.asked_jobs.iter().map(|j| JobState::asked(j)).collect();
+            return plan(&declared, &asked, "asked by the decision engine", None);
+        }
         let deadline = tokio::time::Instant::now() + EVIDENCE_WAIT;
         let (jobs, jobs_source) = self.original_jobs(r, deadline).await;
         let tests = match test_lookup(&declared, &jobs) {

@@ -1,0 +1,66 @@
+//! The decision engine's settings: which thresholds its rules use and how far back it
+//! looks. Validated into `decider::Settings` with messages that name the variable.
+
+use crate::decisions::DecisionConfig;
+use crate::pipeline::decider::Settings;
+use anyhow::{Result, bail};
+use clap::Args;
+
+#[derive(Args, Clone, Debug)]
+pub struct DecideArgs {
+    /// Run the decision engine (keep signals, decide, ask for restarts, act on culprits
+    /// per REVERT_ACTION). false: only failed runs are restarted, as before.
+    #[arg(long, env = "AUTOREVERT_DECIDE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub decide: bool,
+    /// How far back main's commits are kept and decided on, hours (PyTorch: 16).
+    #[arg(long, env = "DECIDE_LOOKBACK_HOURS", default_value_t = 16)]
+    pub decide_lookback_hours: i64,
+    /// Failure events a signal needs before a revert (PyTorch: 3).
+    #[arg(long, env = "DECIDE_MIN_FAILURES", default_value_t = 3)]
+    pub decide_min_failures: usize,
+    /// Success events the baseline side needs (PyTorch: 2).
+    #[arg(long, env = "DECIDE_MIN_SUCCESSES", default_value_t = 2)]
+    pub decide_min_successes: usize,
+    /// Failures the suspect itself needs (the same-commit reproduction; PyTorch: 2).
+    #[arg(long, env = "DECIDE_SUSPECT_FAILURES", default_value_t = 2)]
+    pub decide_suspect_failures: usize,
+    /// Untested commits restarted at once per signal (bisection); unset: all of them.
+    #[arg(long, env = "BISECTION_LIMIT")]
+    pub bisection_limit: Option<usize>,
+}
+
+impl DecideArgs {
+    pub fn validate(&self) -> Result<Settings> {
+        if !(1..=24 * 14).contains(&self.decide_lookback_hours) {
+            bail!(
+                "DECIDE_LOOKBACK_HOURS={} is out of range: 1 to 336 hours (PyTorch uses 16)",
+                self.decide_lookback_hours
+            );
+        }
+        if self.bisection_limit == Some(0) {
+            bail!("BISECTION_LIMIT=0 would never test a commit: unset it, or use at least 1");
+        }
+        let rules = DecisionConfig {
+            min_failure_events: self.decide_min_failures,
+            min_success_events: self.decide_min_successes,
+            suspect_failures: self.decide_suspect_failures,
+            bisection_limit: self.bisection_limit,
+            ..DecisionConfig::default()
+        };
+        if let Err(why) = rules.validate() {
+            let var = if why.starts_with("min_failure") {
+                "DECIDE_MIN_FAILURES"
+            } else if why.starts_with("min_success") {
+                "DECIDE_MIN_SUCCESSES"
+            } else {
+                "DECIDE_SUSPECT_FAILURES"
+            };
+            bail!("{var}: {why}");
+        }
+        Ok(Settings {
+            enabled: self.decide,
+            lookback: chrono::Duration::hours(self.decide_lookback_hours),
+            rules,
+        })
+    }
+}
