@@ -2082,7 +2082,11 @@ async fn create_comment(
             "Invalid request.\n\n\"body\" wasn't supplied.",
         );
     };
-    let answer = s.reverts.answers.pop_front().unwrap_or(CommentAnswer::Normal);
+    let answer = s
+        .reverts
+        .answers
+        .pop_front()
+        .unwrap_or(CommentAnswer::Normal);
     if let CommentAnswer::Fail(code) = answer {
         return gh_error(StatusCode::from_u16(code).unwrap(), "Server Error");
     }
@@ -2107,10 +2111,9 @@ impl FakeGitHub {
     /// A commit GitHub knows, with its message and the PRs it associates with it.
     pub fn add_commit(&self, repo: &str, sha: &str, message: &str, pulls: &[u64]) {
         let mut s = self.state.lock().unwrap();
-        s.reverts.commits.insert(
-            (repo.into(), sha.into()),
-            (message.into(), pulls.to_vec()),
-        );
+        s.reverts
+            .commits
+            .insert((repo.into(), sha.into()), (message.into(), pulls.to_vec()));
     }
 
     pub fn add_pull(&self, repo: &str, pull: FakePull) {
