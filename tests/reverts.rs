@@ -6,16 +6,15 @@
 
 mod common;
 
+use autorevert::github::GitHub;
 use autorevert::github::comments::CommentCreated;
-use autorevert::github::{GitHub, GitHubAuth, GitHubConfig};
 use autorevert::pipeline::effects::{CommentOutcome, NoGitHub, RevertActions, post_once};
 use autorevert::reverts::{
     Action, CommitFacts, Culprit, Evidence, Guards, PullFacts, Reason, RevertMode, choose, marker,
     notify_comment, revert_comment,
 };
-use common::fake_github::{APP_ID, CommentAnswer, FakeGitHub, FakePull};
+use common::fake_github::{CommentAnswer, FakeGitHub, FakePull};
 use common::{INSTALLATION, REPO, sha};
-use std::time::Duration;
 
 const NOTIFY_ISSUE: u64 = 163650;
 const INST: Option<u64> = Some(INSTALLATION);
@@ -32,20 +31,7 @@ async fn start() -> (FakeGitHub, GitHub) {
     let fake = FakeGitHub::start(INSTALLATION, &[REPO]).await;
     fake.allow_comments(INSTALLATION);
     fake.add_issue(NOTIFY_ISSUE);
-    let key = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/keys/test-app.private-key.pem"
-    ))
-    .unwrap();
-    let client = GitHub::new(&GitHubConfig {
-        api_url: url::Url::parse(&fake.url).unwrap(),
-        auth: GitHubAuth::App {
-            app_id: APP_ID,
-            key: jsonwebtoken::EncodingKey::from_rsa_pem(&key).unwrap(),
-        },
-        timeout: Duration::from_secs(5),
-    })
-    .unwrap();
+    let client = fake.client();
     (fake, client)
 }
 

@@ -1940,6 +1940,19 @@ fn comment_json(s: &GhState, c: &FakeComment) -> Value {
     v
 }
 
+/// The state, locked, and the repository `{o}/{r}`, once the request's token covers it.
+fn authorized<'a>(
+    st: &'a Shared,
+    o: &str,
+    r: &str,
+    headers: &HeaderMap,
+) -> Result<(std::sync::MutexGuard<'a, GhState>, String), Response> {
+    let repo = format!("{o}/{r}");
+    let s = st.lock().unwrap();
+    check_token(&s, headers, &repo)?;
+    Ok((s, repo))
+}
+
 fn no_commit(sha: &str) -> Response {
     gh_error(
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -1952,11 +1965,10 @@ async fn get_commit(
     Path((o, r, sha)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let repo = format!("{o}/{r}");
-    let s = st.lock().unwrap();
-    if let Err(resp) = check_token(&s, &headers, &repo) {
-        return resp;
-    }
+    let (s, repo) = match authorized(&st, &o, &r, &headers) {
+        Ok(ok) => ok,
+        Err(resp) => return resp,
+    };
     let Some((message, _)) = s.reverts.commits.get(&(repo.clone(), sha.clone())) else {
         return no_commit(&sha);
     };
@@ -1978,11 +1990,10 @@ async fn commit_pulls(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let repo = format!("{o}/{r}");
-    let s = st.lock().unwrap();
-    if let Err(resp) = check_token(&s, &headers, &repo) {
-        return resp;
-    }
+    let (s, repo) = match authorized(&st, &o, &r, &headers) {
+        Ok(ok) => ok,
+        Err(resp) => return resp,
+    };
     let Some((_, numbers)) = s.reverts.commits.get(&(repo.clone(), sha.clone())) else {
         return no_commit(&sha);
     };
@@ -1999,11 +2010,10 @@ async fn get_pull(
     Path((o, r, n)): Path<(String, String, u64)>,
     headers: HeaderMap,
 ) -> Response {
-    let repo = format!("{o}/{r}");
-    let s = st.lock().unwrap();
-    if let Err(resp) = check_token(&s, &headers, &repo) {
-        return resp;
-    }
+    let (s, repo) = match authorized(&st, &o, &r, &headers) {
+        Ok(ok) => ok,
+        Err(resp) => return resp,
+    };
     match s.reverts.pulls.get(&(repo.clone(), n)) {
         Some(p) => Json(pull_json(&repo, p)).into_response(),
         None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
@@ -2022,11 +2032,10 @@ async fn list_comments(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let repo = format!("{o}/{r}");
-    let s = st.lock().unwrap();
-    if let Err(resp) = check_token(&s, &headers, &repo) {
-        return resp;
-    }
+    let (s, repo) = match authorized(&st, &o, &r, &headers) {
+        Ok(ok) => ok,
+        Err(resp) => return resp,
+    };
     if !issue_exists(&s, &repo, n) {
         return gh_error(StatusCode::NOT_FOUND, "Not Found");
     }
@@ -2059,11 +2068,10 @@ async fn create_comment(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let repo = format!("{o}/{r}");
-    let mut s = st.lock().unwrap();
-    if let Err(resp) = check_token(&s, &headers, &repo) {
-        return resp;
-    }
+    let (mut s, repo) = match authorized(&st, &o, &r, &headers) {
+        Ok(ok) => ok,
+        Err(resp) => return resp,
+    };
     if !may_comment(&s, &headers) {
         return gh_error(
             StatusCode::FORBIDDEN,
@@ -2161,5 +2169,24 @@ impl FakeGitHub {
         perms["issues"] = json!("write");
         perms["pull_requests"] = json!("write");
         self.set_installation_permissions(installation, perms);
+    }
+
+    /// The App's real client (octocrab), authenticated as the test App, talking to this fake.
+    pub fn client(&self) -> autorevert::github::GitHub {
+        use autorevert::github::{GitHub, GitHubAuth, GitHubConfig};
+        let key = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/keys/test-app.private-key.pem"
+        ))
+        .unwrap();
+        GitHub::new(&GitHubConfig {
+            api_url: url::Url::parse(&self.url).unwrap(),
+            auth: GitHubAuth::App {
+                app_id: APP_ID,
+                key: jsonwebtoken::EncodingKey::from_rsa_pem(&key).unwrap(),
+            },
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap()
     }
 }
