@@ -2,12 +2,12 @@
 //! about its commit, and the action chosen (with the reason when it is not a revert).
 
 use crate::restart::snake_case_enum;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
 /// `REVERT_ACTION`: what the App does with a revert decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RevertMode {
     /// Nothing (the decision is still recorded with the reason `mode_skip`).
