@@ -10,6 +10,7 @@
 //! * `store` (ClickHouse);
 //! * `decisions` (per signal: revert, restart or why not; pure) over `signals` (the
 //!   commit-ordered history per workflow and job, built from our own event types);
+//! * `reverts` (acting on a revert decision: guards, comment bodies; pure);
 //! * `restart` (the domain: pure decisions, lifecycle, verdicts),
 //!   `github` (the REST client and dispatch protocol);
 //! * `intake`: the webhook, the delivery log, our own event types.
@@ -24,6 +25,7 @@ pub mod github;
 pub mod intake;
 pub mod pipeline;
 pub mod restart;
+pub mod reverts;
 pub mod server;
 pub mod signals;
 pub mod simulator;

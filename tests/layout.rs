@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 /// Top-level modules, top to bottom. A module may use the ones below it, never above.
-const LAYERS: [&str; 12] = [
+const LAYERS: [&str; 13] = [
     "cli",
     "config",
     "simulator",
@@ -14,6 +14,7 @@ const LAYERS: [&str; 12] = [
     "store",
     "decisions",
     "signals",
+    "reverts",
     "restart",
     "github",
     "intake",

@@ -23,6 +23,7 @@ pub mod actions;
 pub mod app_info;
 pub mod check_runs;
 pub mod clock;
+pub mod comments;
 pub mod dispatch;
 pub mod health;
 pub mod hooks;

@@ -120,6 +120,8 @@ pub struct GhState {
     pub checks: FakeChecks,
     /// Workflow files per ref, and scripted answers of the contents API (see its block).
     pub contents: Contents,
+    /// Commits with messages, PRs, and comments on issues and PRs (see their block).
+    pub reverts: FakeReverts,
 }
 
 /// GitHub's primary rate limit per hour: an installation's or an App's, and without
@@ -1101,6 +1103,7 @@ impl FakeGitHub {
             rate_spent_elsewhere: 0,
             down: None,
             checks: FakeChecks::default(),
+            reverts: FakeReverts::default(),
         }));
         let app = Router::new()
             .route("/app/installations/{id}/access_tokens", post(access_tokens))
@@ -1133,6 +1136,7 @@ impl FakeGitHub {
             .route("/repos/{o}/{r}/commits", get(list_commits))
             .route("/repos/{o}/{r}/git/ref/{*git_ref}", get(git_ref))
             .merge(check_run_routes())
+            .merge(revert_routes())
             .fallback(|| async { gh_error(StatusCode::NOT_FOUND, "Not Found") })
             .layer(middleware::from_fn_with_state(state.clone(), log_requests))
             .with_state(state.clone());
@@ -1817,5 +1821,372 @@ impl FakeGitHub {
             .into_iter()
             .map(|(p, _)| p)
             .collect()
+    }
+}
+
+// ---- commits, PRs and comments (acting on a revert decision) ----
+//
+// `GET /repos/{o}/{r}/commits/{sha}` (the commit and its message; 422 for a sha GitHub does
+// not know), `GET /repos/{o}/{r}/commits/{sha}/pulls` (the PRs associated with it),
+// `GET /repos/{o}/{r}/pulls/{n}` (state, merged, labels, base), and an issue's comments:
+// `GET /repos/{o}/{r}/issues/{n}/comments` (oldest first, `per_page`/`page`, `Link`
+// header) and `POST` to create one (permission `issues: write` or `pull_requests: write`;
+// PRs are issues here). The App's comments are written by `{slug}[bot]`, a `Bot`. Comment
+// POSTs can fail (`CommentAnswer`): with nothing stored, or after storing (the lost answer).
+
+/// How the next comment POST answers.
+#[derive(Debug, Clone)]
+pub enum CommentAnswer {
+    /// As GitHub does.
+    Normal,
+    /// This status, nothing stored.
+    Fail(u16),
+    /// Stores the comment, then answers this status (the answer is lost to the App).
+    StoreThenFail(u16),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakePull {
+    pub number: u64,
+    pub open: bool,
+    pub merged: bool,
+    pub labels: Vec<String>,
+    /// The branch it was opened against (`main`, `release/2.9`).
+    pub base: String,
+}
+
+impl FakePull {
+    /// A PR against `main` that PyTorch's merge bot landed: closed, not merged on GitHub.
+    pub fn landed(number: u64) -> FakePull {
+        FakePull {
+            number,
+            open: false,
+            merged: false,
+            labels: vec!["Merged".into()],
+            base: "main".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeComment {
+    pub id: u64,
+    pub repo: String,
+    pub issue: u64,
+    pub body: String,
+    pub login: String,
+    /// `Bot` or `User`.
+    pub kind: String,
+}
+
+#[derive(Debug, Default)]
+pub struct FakeReverts {
+    /// (repo, sha) -> (message, numbers of the PRs GitHub associates with it).
+    pub commits: HashMap<(String, String), (String, Vec<u64>)>,
+    pub pulls: HashMap<(String, u64), FakePull>,
+    pub comments: Vec<FakeComment>,
+    pub answers: VecDeque<CommentAnswer>,
+}
+
+fn revert_routes() -> Router<Shared> {
+    Router::new()
+        .route("/repos/{o}/{r}/commits/{sha}", get(get_commit))
+        .route("/repos/{o}/{r}/commits/{sha}/pulls", get(commit_pulls))
+        .route("/repos/{o}/{r}/pulls/{n}", get(get_pull))
+        .route(
+            "/repos/{o}/{r}/issues/{n}/comments",
+            get(list_comments).post(create_comment),
+        )
+}
+
+fn pull_json(repo: &str, p: &FakePull) -> Value {
+    let merged_at = p.merged.then(now_secs);
+    let closed_at = (!p.open).then(now_secs);
+    json!({
+        "id": 2_000_000_000u64 + p.number, "number": p.number, "node_id": format!("PR_{}", p.number),
+        "url": format!("https://api.github.com/repos/{repo}/pulls/{}", p.number),
+        "html_url": format!("https://github.com/{repo}/pull/{}", p.number),
+        "state": if p.open { "open" } else { "closed" }, "locked": false, "draft": false,
+        "title": format!("PR {}", p.number), "user": {"login": "dev", "type": "User"},
+        "labels": p.labels.iter().enumerate()
+            .map(|(i, l)| json!({"id": i + 1, "name": l, "color": "ededed", "default": false}))
+            .collect::<Vec<_>>(),
+        "merged": p.merged, "merged_at": merged_at, "closed_at": closed_at,
+        "merge_commit_sha": null, "created_at": "2026-11-29T10:00:00Z", "updated_at": now_secs(),
+        "head": {"ref": format!("gh/dev/{}/head", p.number), "sha": "0".repeat(40)},
+        "base": {"ref": p.base, "sha": "1".repeat(40),
+                 "repo": {"full_name": repo, "default_branch": "main"}},
+        "author_association": "CONTRIBUTOR",
+    })
+}
+
+fn comment_json(s: &GhState, c: &FakeComment) -> Value {
+    let kind = if s.reverts.pulls.contains_key(&(c.repo.clone(), c.issue)) {
+        "pull"
+    } else {
+        "issues"
+    };
+    let mut v = json!({
+        "id": c.id, "node_id": format!("IC_{}", c.id), "body": c.body,
+        "url": format!("https://api.github.com/repos/{}/issues/comments/{}", c.repo, c.id),
+        "html_url": format!("https://github.com/{}/{kind}/{}#issuecomment-{}", c.repo, c.issue, c.id),
+        "issue_url": format!("https://api.github.com/repos/{}/issues/{}", c.repo, c.issue),
+        "user": {"login": c.login, "type": c.kind},
+        "created_at": now_secs(), "updated_at": now_secs(), "author_association": "NONE",
+    });
+    if c.kind == "Bot" {
+        v["performed_via_github_app"] = json!({"id": APP_ID, "slug": s.app.1});
+    }
+    v
+}
+
+/// The state, locked, and the repository `{o}/{r}`, once the request's token covers it.
+fn authorized<'a>(
+    st: &'a Shared,
+    o: &str,
+    r: &str,
+    headers: &HeaderMap,
+) -> Result<(std::sync::MutexGuard<'a, GhState>, String), Response> {
+    let repo = format!("{o}/{r}");
+    let s = st.lock().unwrap();
+    check_token(&s, headers, &repo)?;
+    Ok((s, repo))
+}
+
+fn no_commit(sha: &str) -> Response {
+    gh_error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &format!("No commit found for SHA: {sha}"),
+    )
+}
+
+async fn get_commit(
+    State(st): State<Shared>,
+    Path((o, r, sha)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let (s, repo) = match authorized(&st, &o, &r, &headers) {
+        Ok(ok) => ok,
+        Err(resp) => return resp,
+    };
+    let Some((message, _)) = s.reverts.commits.get(&(repo.clone(), sha.clone())) else {
+        return no_commit(&sha);
+    };
+    Json(json!({
+        "sha": sha, "node_id": "C_test",
+        "commit": {"message": message, "author": {"name": "dev", "date": "2026-11-30T10:00:00Z"},
+                   "committer": {"name": "pytorchmergebot", "date": "2026-11-30T10:00:00Z"}},
+        "url": format!("https://api.github.com/repos/{repo}/commits/{sha}"),
+        "html_url": format!("https://github.com/{repo}/commit/{sha}"),
+        "parents": [], "stats": {"total": 2, "additions": 1, "deletions": 1},
+        "files": [{"filename": "torch/foo.py", "status": "modified", "additions": 1, "deletions": 1, "changes": 2}],
+    }))
+    .into_response()
+}
+
+async fn commit_pulls(
+    State(st): State<Shared>,
+    Path((o, r, sha)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let (s, repo) = match authorized(&st, &o, &r, &headers) {
+        Ok(ok) => ok,
+        Err(resp) => return resp,
+    };
+    let Some((_, numbers)) = s.reverts.commits.get(&(repo.clone(), sha.clone())) else {
+        return no_commit(&sha);
+    };
+    let all: Vec<Value> = numbers
+        .iter()
+        .filter_map(|n| s.reverts.pulls.get(&(repo.clone(), *n)))
+        .map(|p| pull_json(&repo, p))
+        .collect();
+    paginated(all, &format!("/repos/{repo}/commits/{sha}/pulls"), &q)
+}
+
+async fn get_pull(
+    State(st): State<Shared>,
+    Path((o, r, n)): Path<(String, String, u64)>,
+    headers: HeaderMap,
+) -> Response {
+    let (s, repo) = match authorized(&st, &o, &r, &headers) {
+        Ok(ok) => ok,
+        Err(resp) => return resp,
+    };
+    match s.reverts.pulls.get(&(repo.clone(), n)) {
+        Some(p) => Json(pull_json(&repo, p)).into_response(),
+        None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+/// Issue or PR `n` exists in `repo` (kill-switch issues and notify issues are held in
+/// `issues`, for the one repository the tests use).
+fn issue_exists(s: &GhState, repo: &str, n: u64) -> bool {
+    s.issues.contains_key(&n) || s.reverts.pulls.contains_key(&(repo.to_string(), n))
+}
+
+async fn list_comments(
+    State(st): State<Shared>,
+    Path((o, r, n)): Path<(String, String, u64)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let (s, repo) = match authorized(&st, &o, &r, &headers) {
+        Ok(ok) => ok,
+        Err(resp) => return resp,
+    };
+    if !issue_exists(&s, &repo, n) {
+        return gh_error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    let all: Vec<Value> = s
+        .reverts
+        .comments
+        .iter()
+        .filter(|c| c.repo == repo && c.issue == n)
+        .map(|c| comment_json(&s, c))
+        .collect();
+    paginated(all, &format!("/repos/{repo}/issues/{n}/comments"), &q)
+}
+
+/// The installation behind the request may write comments (`issues` or `pull_requests`).
+fn may_comment(s: &GhState, headers: &HeaderMap) -> bool {
+    let installation = bearer(headers)
+        .and_then(|t| s.tokens.get(&t).map(|t| t.0))
+        .unwrap_or_default();
+    let perms = s
+        .installation_permissions
+        .get(&installation)
+        .cloned()
+        .unwrap_or_else(all_permissions);
+    perms["issues"] == "write" || perms["pull_requests"] == "write"
+}
+
+async fn create_comment(
+    State(st): State<Shared>,
+    Path((o, r, n)): Path<(String, String, u64)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let (mut s, repo) = match authorized(&st, &o, &r, &headers) {
+        Ok(ok) => ok,
+        Err(resp) => return resp,
+    };
+    if !may_comment(&s, &headers) {
+        return gh_error(
+            StatusCode::FORBIDDEN,
+            "Resource not accessible by integration",
+        );
+    }
+    if !issue_exists(&s, &repo, n) {
+        return gh_error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    let text = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|b| b["body"].as_str().map(str::to_string));
+    let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+        return gh_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid request.\n\n\"body\" wasn't supplied.",
+        );
+    };
+    let answer = s
+        .reverts
+        .answers
+        .pop_front()
+        .unwrap_or(CommentAnswer::Normal);
+    if let CommentAnswer::Fail(code) = answer {
+        return gh_error(StatusCode::from_u16(code).unwrap(), "Server Error");
+    }
+    let comment = FakeComment {
+        id: 4_000_000_001 + s.reverts.comments.len() as u64,
+        repo,
+        issue: n,
+        body: text,
+        login: format!("{}[bot]", s.app.1),
+        kind: "Bot".into(),
+    };
+    s.reverts.comments.push(comment.clone());
+    match answer {
+        CommentAnswer::StoreThenFail(code) => {
+            gh_error(StatusCode::from_u16(code).unwrap(), "Server Error")
+        }
+        _ => (StatusCode::CREATED, Json(comment_json(&s, &comment))).into_response(),
+    }
+}
+
+impl FakeGitHub {
+    /// A commit GitHub knows, with its message and the PRs it associates with it.
+    pub fn add_commit(&self, repo: &str, sha: &str, message: &str, pulls: &[u64]) {
+        let mut s = self.state.lock().unwrap();
+        s.reverts
+            .commits
+            .insert((repo.into(), sha.into()), (message.into(), pulls.to_vec()));
+    }
+
+    pub fn add_pull(&self, repo: &str, pull: FakePull) {
+        let mut s = self.state.lock().unwrap();
+        s.reverts.pulls.insert((repo.into(), pull.number), pull);
+    }
+
+    /// An open issue with no labels (a notify issue).
+    pub fn add_issue(&self, number: u64) {
+        let mut s = self.state.lock().unwrap();
+        s.issues.insert(number, (true, vec![], vec![]));
+    }
+
+    /// A comment someone else wrote (`kind`: `User` or `Bot`).
+    pub fn add_comment(&self, repo: &str, issue: u64, login: &str, kind: &str, body: &str) {
+        let mut s = self.state.lock().unwrap();
+        let id = 4_000_000_001 + s.reverts.comments.len() as u64;
+        s.reverts.comments.push(FakeComment {
+            id,
+            repo: repo.into(),
+            issue,
+            body: body.into(),
+            login: login.into(),
+            kind: kind.into(),
+        });
+    }
+
+    /// The comments on issue (or PR) `issue`, oldest first.
+    pub fn comments(&self, repo: &str, issue: u64) -> Vec<FakeComment> {
+        let s = self.state.lock().unwrap();
+        let on = s.reverts.comments.iter();
+        on.filter(|c| c.repo == repo && c.issue == issue)
+            .cloned()
+            .collect()
+    }
+
+    /// The next comment POSTs answer so, in order.
+    pub fn script_comments(&self, answers: impl IntoIterator<Item = CommentAnswer>) {
+        self.state.lock().unwrap().reverts.answers.extend(answers);
+    }
+
+    /// The installation may write comments (and everything else the App asks for).
+    pub fn allow_comments(&self, installation: u64) {
+        let mut perms = all_permissions();
+        perms["issues"] = json!("write");
+        perms["pull_requests"] = json!("write");
+        self.set_installation_permissions(installation, perms);
+    }
+
+    /// The App's real client (octocrab), authenticated as the test App, talking to this fake.
+    pub fn client(&self) -> autorevert::github::GitHub {
+        use autorevert::github::{GitHub, GitHubAuth, GitHubConfig};
+        let key = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/keys/test-app.private-key.pem"
+        ))
+        .unwrap();
+        GitHub::new(&GitHubConfig {
+            api_url: url::Url::parse(&self.url).unwrap(),
+            auth: GitHubAuth::App {
+                app_id: APP_ID,
+                key: jsonwebtoken::EncodingKey::from_rsa_pem(&key).unwrap(),
+            },
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap()
     }
 }

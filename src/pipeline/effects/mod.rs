@@ -7,10 +7,12 @@
 mod clickhouse;
 mod github;
 mod memory;
+mod reverts;
 
 pub use clickhouse::ClickHouseEvidence;
 pub use github::NoGitHub;
 pub use memory::MemoryEvidence;
+pub use reverts::{CommentOutcome, RevertActions, post_once};
 
 use crate::github::{
     CheckRunCreated, CheckRunRef, CheckRunRequest, DispatchRequest, DispatchResult, KillSwitch,
