@@ -3,6 +3,8 @@
 
 use crate::decisions::DecisionConfig;
 use crate::pipeline::decider::Settings;
+use crate::pipeline::follow_ups::revert::Acting;
+use crate::reverts::RevertMode;
 use anyhow::{Result, bail};
 use clap::Args;
 
@@ -27,6 +29,19 @@ pub struct DecideArgs {
     /// Untested commits restarted at once per signal (bisection); unset: all of them.
     #[arg(long, env = "BISECTION_LIMIT")]
     pub bisection_limit: Option<usize>,
+    /// What to do about a culprit: skip; log (record what it would do); notify (a comment
+    /// on NOTIFY_ISSUE); revert (`@pytorchbot revert` on the commit's PR).
+    #[arg(long, env = "REVERT_ACTION", default_value = "log")]
+    pub revert_action: RevertMode,
+    /// The tracking issue notify comments go to (PyTorch's: 163650). Unset: none are posted.
+    #[arg(long, env = "NOTIFY_ISSUE")]
+    pub notify_issue: Option<u64>,
+    /// A culprit that landed longer ago is left alone, hours (LUCI Bisection: 6).
+    #[arg(long, env = "REVERT_MAX_AGE_HOURS", default_value_t = 6)]
+    pub revert_max_age_hours: i64,
+    /// Revert comments per repository in any 24 hours (LUCI Bisection submits at most 4).
+    #[arg(long, env = "REVERT_MAX_PER_DAY", default_value_t = 4)]
+    pub revert_max_per_day: u32,
 }
 
 impl DecideArgs {
@@ -61,6 +76,26 @@ impl DecideArgs {
             enabled: self.decide,
             lookback: chrono::Duration::hours(self.decide_lookback_hours),
             rules,
+            acting: self.acting()?,
+        })
+    }
+
+    fn acting(&self) -> Result<Acting> {
+        if self.revert_max_age_hours < 1 {
+            bail!("REVERT_MAX_AGE_HOURS must be at least 1 (use REVERT_ACTION=skip to stop reverts)");
+        }
+        if self.revert_max_per_day == 0 {
+            bail!("REVERT_MAX_PER_DAY must be at least 1 (use REVERT_ACTION=skip to stop reverts)");
+        }
+        if self.revert_action == RevertMode::Notify && self.notify_issue.is_none() {
+            bail!("REVERT_ACTION=notify needs NOTIFY_ISSUE: the issue number to comment on");
+        }
+        Ok(Acting {
+            mode: self.revert_action,
+            notify_issue: self.notify_issue,
+            max_age: chrono::Duration::hours(self.revert_max_age_hours),
+            max_per_day: self.revert_max_per_day,
+            ..Acting::default()
         })
     }
 }

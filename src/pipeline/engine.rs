@@ -7,6 +7,7 @@ use super::effects::{Actions, Evidence};
 use super::follow_ups::check_run::CheckRuns;
 use super::follow_ups::confirm::Confirm;
 use super::follow_ups::evaluate::Evaluate;
+use super::follow_ups::revert::Reverts;
 use super::follow_ups::scope::Scoping;
 use super::follow_ups::settle::Settle;
 use super::follow_ups::{Activity, FollowUps, Kind, dispatch};
@@ -50,13 +51,14 @@ pub struct Engine {
     evidence: Arc<dyn Evidence>,
     activity: Arc<Activity>,
     follow_ups: FollowUps,
-    kill_switches: KillSwitches,
+    kill_switches: Arc<KillSwitches>,
     settle: Settle,
     scoping: Scoping,
     confirm: Confirm,
     evaluate: Evaluate,
     check_runs: Arc<CheckRuns>,
-    decider: Decider,
+    decider: Arc<Decider>,
+    reverts: Reverts,
 }
 
 impl Engine {
@@ -82,14 +84,25 @@ impl Engine {
         restarts.on_change(Box::new(move |r: &Restart| {
             on_change.changed(r);
         }));
+        let kill_switches = Arc::new(KillSwitches::new(
+            policy.kill_switch_label.clone(),
+            timing.kill_switch_ttl,
+            github.clone(),
+        ));
+        let acting = decide.acting.clone();
+        let decider = Arc::new(Decider::new(decide));
         Engine {
-            decider: Decider::new(decide),
-            check_runs,
-            kill_switches: KillSwitches::new(
-                policy.kill_switch_label.clone(),
-                timing.kill_switch_ttl,
+            reverts: Reverts::new(
+                acting,
+                evidence.clone(),
                 github.clone(),
+                decider.clone(),
+                kill_switches.clone(),
+                follow_ups.clone(),
             ),
+            decider,
+            check_runs,
+            kill_switches,
             policy,
             follow_ups,
             activity,
@@ -164,12 +177,23 @@ impl Engine {
             .signal_state(now - self.decider.settings().lookback)
             .await?;
         let (commits, jobs) = self.decider.rebuild(&state, now);
-        tracing::info!(commits, jobs, "decision engine history rebuilt");
+        // Once per commit, ever: what was done about culprits is kept for a year.
+        let acted = self
+            .evidence
+            .revert_actions(now - chrono::Duration::days(365))
+            .await?;
+        tracing::info!(commits, jobs, acted = acted.len(), "decision engine history rebuilt");
+        self.reverts.load(acted);
         Ok(())
     }
 
     pub fn decider(&self) -> &Decider {
         &self.decider
+    }
+
+    /// What was done about culprits.
+    pub fn reverts(&self) -> &Reverts {
+        &self.reverts
     }
 
     /// Starts the check-run follow-up of every restart whose check run is behind; how many.
@@ -255,6 +279,9 @@ impl Engine {
         let mut done = Vec::new();
         for ask in decided.asks {
             done.extend(self.ask(ask, d).await);
+        }
+        for b in decided.blamed {
+            self.reverts.consider(b);
         }
         done
     }

@@ -102,12 +102,12 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 8,
-        name: "the decision engine's state: main's commits, runs, job times",
+        name: "decision engine state: commits on main, runs, job times",
         statements: super::signal_state::tables_v8,
     },
     Migration {
         version: 9,
-        name: "the decision engine's decisions and revert actions",
+        name: "decision engine: decisions and revert actions",
         statements: super::signal_state::tables_v9,
     },
 ];
@@ -359,5 +359,19 @@ impl Store {
             .filter(|m| !applied.contains(&m.version))
             .map(Migration::label)
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+
+    /// A migration's name goes into `schema_migrations` as a SQL string literal.
+    #[test]
+    fn migrations_are_numbered_in_order_with_plain_names() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1, "{}", m.name);
+            assert!(!m.name.contains(['\'', '\\']), "{}", m.name);
+        }
     }
 }

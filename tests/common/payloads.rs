@@ -391,3 +391,30 @@ pub fn rest_job(id: u64, run_id: u64, sha: &str, name: &str, conclusion: &str) -
     j["conclusion"] = json!(conclusion);
     j
 }
+
+/// A `push` of `commits` (oldest first) to `main` of pytorch/pytorch, from GitHub's example
+/// push payload; `before` is the commit main pointed at.
+pub fn push_body(before: &str, commits: &[&str]) -> Vec<u8> {
+    let mut p = fixture("push.with-new-branch.json");
+    as_app_delivery(&mut p, REPO);
+    let template = p["commits"][0].clone();
+    let after = commits.last().copied().unwrap_or(before);
+    p["ref"] = json!("refs/heads/main");
+    p["before"] = json!(before);
+    p["after"] = json!(after);
+    p["created"] = json!(false);
+    p["repository"]["pushed_at"] = json!(Utc::now().timestamp());
+    p["commits"] = Value::Array(
+        commits
+            .iter()
+            .map(|sha| {
+                let mut c = template.clone();
+                c["id"] = json!(sha);
+                c["tree_id"] = json!(sha);
+                c
+            })
+            .collect(),
+    );
+    p["head_commit"] = p["commits"].as_array().and_then(|c| c.last()).cloned().unwrap_or(Value::Null);
+    serde_json::to_vec(&p).unwrap()
+}

@@ -9,7 +9,7 @@
 
 mod repo;
 
-pub use repo::Culprit;
+pub use repo::Blamed;
 
 use crate::decisions::{Decision, DecisionConfig};
 use crate::intake::Event;
@@ -30,6 +30,8 @@ pub struct Settings {
     /// `DECIDE_LOOKBACK_HOURS`: how far back commits are kept.
     pub lookback: chrono::Duration,
     pub rules: DecisionConfig,
+    /// What is done about a culprit (`REVERT_ACTION` and its limits).
+    pub acting: crate::pipeline::follow_ups::revert::Acting,
 }
 
 impl Default for Settings {
@@ -38,6 +40,7 @@ impl Default for Settings {
             enabled: true,
             lookback: chrono::Duration::hours(16),
             rules: DecisionConfig::default(),
+            acting: Default::default(),
         }
     }
 }
@@ -55,7 +58,7 @@ pub struct Ask {
 pub struct Decided {
     pub rows: Vec<Entry>,
     pub asks: Vec<Ask>,
-    pub culprits: Vec<Culprit>,
+    pub blamed: Vec<Blamed>,
 }
 
 pub struct Decider {

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 
 /// A commit the engine would revert, with the signals that point at it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Culprit {
+pub struct Blamed {
     pub repo: String,
     pub sha: String,
     pub installation_id: Option<u64>,
@@ -157,7 +157,7 @@ impl RepoState {
             decided.push((key.clone(), d, new));
         }
         out.asks = self.asks(repo, &decided);
-        out.culprits = self.culprits(repo, &decided);
+        out.blamed = self.blamed(repo, &decided);
         out
     }
 
@@ -194,11 +194,11 @@ impl RepoState {
             .collect()
     }
 
-    fn culprits(&self, repo: &str, decided: &[(SignalKey, Decision, bool)]) -> Vec<Culprit> {
-        let mut by_sha: BTreeMap<String, Culprit> = BTreeMap::new();
+    fn blamed(&self, repo: &str, decided: &[(SignalKey, Decision, bool)]) -> Vec<Blamed> {
+        let mut by_sha: BTreeMap<String, Blamed> = BTreeMap::new();
         for (key, d, new) in decided {
             let Decision::Revert(r) = d else { continue };
-            let c = by_sha.entry(r.suspect.clone()).or_insert_with(|| Culprit {
+            let c = by_sha.entry(r.suspect.clone()).or_insert_with(|| Blamed {
                 repo: repo.to_string(),
                 sha: r.suspect.clone(),
                 installation_id: self.installation,

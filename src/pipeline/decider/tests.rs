@@ -190,7 +190,7 @@ fn reproduced_on_the_suspect_and_green_on_the_parent_is_a_culprit() {
             job(3, 103, true, 125, Conclusion::Failure),
         ],
     );
-    let culprit = decided.culprits.first().expect("a culprit");
+    let culprit = decided.blamed.first().expect("a culprit");
     assert_eq!(culprit.sha, sha(3));
     assert_eq!(culprit.pushed_at, Some(at(30)));
     assert_eq!(culprit.signals[0].0.job, "linux-jammy / test (default)");

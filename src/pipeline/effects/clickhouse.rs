@@ -51,4 +51,11 @@ impl Evidence for ClickHouseEvidence {
     ) -> Result<crate::store::signal_state::SignalState> {
         self.store.signal_state(since, None).await
     }
+
+    async fn revert_actions(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<crate::store::signal_state::RevertActionRow>> {
+        self.store.revert_actions(since).await
+    }
 }

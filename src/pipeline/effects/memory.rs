@@ -67,6 +67,13 @@ impl Evidence for MemoryEvidence {
         Ok(SignalState::default())
     }
 
+    async fn revert_actions(
+        &self,
+        _: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<crate::store::signal_state::RevertActionRow>> {
+        Ok(Vec::new())
+    }
+
     /// A job of the workflow recorded on `trunk/<sha>` (what PyTorch's query looks for).
     async fn restart_visible(&self, key: &RestartKey) -> Result<bool> {
         let branch = trunk_ref(&key.head_sha);

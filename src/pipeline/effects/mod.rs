@@ -43,12 +43,18 @@ pub trait Evidence: Send + Sync {
     /// What the decision engine's history is rebuilt from: main's commits pushed since
     /// `since`, with their runs and jobs.
     async fn signal_state(&self, since: chrono::DateTime<chrono::Utc>) -> Result<SignalState>;
+    /// The actions on culprits decided since `since` (once per commit, the daily cap).
+    async fn revert_actions(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<crate::store::signal_state::RevertActionRow>>;
 }
 
 /// What the pipeline asks of GitHub about a restart. Reads are retried by the client's one
 /// retry layer; `dispatch` is sent once and reports what it came to.
+/// (`RevertActions`: what acting on a culprit asks, on the same client.)
 #[async_trait::async_trait]
-pub trait Actions: Send + Sync {
+pub trait Actions: RevertActions + Send + Sync {
     /// Sends the restart's dispatch once. An error before the POST (no installation token)
     /// is `NotSent`: nothing reached GitHub.
     async fn dispatch(&self, r: &Restart) -> DispatchResult;

@@ -10,6 +10,7 @@ pub mod check_run;
 pub mod confirm;
 pub mod dispatch;
 pub mod evaluate;
+pub mod revert;
 pub mod scope;
 pub mod settle;
 
@@ -81,6 +82,8 @@ pub enum Kind {
     Confirm,
     Evaluate,
     CheckRun,
+    /// Acting on a culprit (keyed by `repo@sha`).
+    Revert,
 }
 
 /// Spawns follow-ups, one of each kind per restart at a time.
