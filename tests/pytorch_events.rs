@@ -259,5 +259,5 @@ async fn bad_table_names_and_production_tables_are_refused() {
         .create_pytorch_events_table("misc.autorevert_events_v2")
         .await
         .unwrap_err();
-    assert!(format!("{e:#}").contains("CLICKHOUSE_INGEST"), "{e:#}");
+    assert!(format!("{e:#}").contains("AUTOREVERT_INGEST"), "{e:#}");
 }

@@ -13,7 +13,7 @@
 //! collapses with a revert row that counts, since there is one per commit.
 //!
 //! The App never creates PyTorch's table in production: `create_pytorch_events_table`
-//! serves tests and local runs with a mirror (`CLICKHOUSE_INGEST`), as `schema.rs` makes
+//! serves tests and local runs with a mirror (`AUTOREVERT_INGEST`), as `schema.rs` makes
 //! the mirror of PyTorch's CI tables.
 
 use super::{Store, Within};
@@ -345,14 +345,14 @@ impl Store {
     }
 
     /// Creates PyTorch's action log as PyTorch's DDL has it (`ReplacingMergeTree` for its
-    /// `SharedReplacingMergeTree`). Only for a local mirror (`CLICKHOUSE_INGEST`), as the
+    /// `SharedReplacingMergeTree`). Only for a local mirror (`AUTOREVERT_INGEST`), as the
     /// mirror of PyTorch's CI tables: in production the table is PyTorch's.
     pub async fn create_pytorch_events_table(&self, table: &str) -> Result<()> {
         check_table(table)?;
         if !self.mirror_enabled() {
             bail!(
                 "not creating {table}: the App creates PyTorch's action log only for a local \
-                 mirror (CLICKHOUSE_INGEST); in production PyTorch owns it"
+                 mirror (AUTOREVERT_INGEST); in production PyTorch owns it"
             );
         }
         let (db, _) = table.split_once('.').unwrap_or_default();
