@@ -138,6 +138,14 @@ async fn rows_of_one_commit_and_action_never_share_a_second() {
         .at(at);
     assert_eq!(store.write_pytorch_event(&table, other).await.unwrap(), at);
 
+    // A row the Lambda wrote in that second for the same commit and action: ours goes after.
+    lambda_revert(&table, &sha(5), "2026-11-30 12:00:00", 0).await;
+    let ours = PytorchEventRow::revert(REPO, &sha(5), vec![], vec![], false, "")
+        .unwrap()
+        .at(at);
+    let ts = store.write_pytorch_event(&table, ours).await.unwrap();
+    assert_eq!(ts, at + Duration::seconds(1));
+
     sql(&format!("OPTIMIZE TABLE {table} FINAL")).await;
     let n = sql(&format!(
         "SELECT count() FROM {table} WHERE action = 'restart' AND commit_sha = '{}'",
@@ -145,44 +153,29 @@ async fn rows_of_one_commit_and_action_never_share_a_second() {
     ))
     .await;
     assert_eq!(n.trim(), "3", "rows lost at merge time");
+    let n = sql(&format!(
+        "SELECT count() FROM {table} WHERE commit_sha = '{}'",
+        sha(5)
+    ))
+    .await;
+    assert_eq!(n.trim(), "2", "the Lambda's row and ours both stay");
 }
 
 #[tokio::test]
 async fn a_revert_by_the_lambda_counts_for_the_app_s_guards() {
     let (store, table) = store_with_log().await;
-    assert!(
-        !store
-            .pytorch_reverts_of(&table, REPO, &sha(1))
-            .await
-            .unwrap()
-    );
+    let reverted = async |repo: &str, sha: &str| {
+        let found = store.pytorch_reverts_of(&table, repo, sha).await;
+        found.unwrap()
+    };
+    assert!(!reverted(REPO, &sha(1)).await);
     // The Lambda's dry run (REVERT_ACTION=log) is not a revert.
     lambda_revert(&table, &sha(1), "2026-11-30 10:00:00", 1).await;
-    assert!(
-        !store
-            .pytorch_reverts_of(&table, REPO, &sha(1))
-            .await
-            .unwrap()
-    );
+    assert!(!reverted(REPO, &sha(1)).await);
     lambda_revert(&table, &sha(1), "2026-11-30 10:05:00", 0).await;
-    assert!(
-        store
-            .pytorch_reverts_of(&table, REPO, &sha(1))
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .pytorch_reverts_of(&table, REPO, &sha(1).to_uppercase())
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .pytorch_reverts_of(&table, "pytorch/vision", &sha(1))
-            .await
-            .unwrap()
-    );
+    assert!(reverted(REPO, &sha(1)).await);
+    assert!(reverted(REPO, &sha(1).to_uppercase()).await);
+    assert!(!reverted("pytorch/vision", &sha(1)).await);
 
     // The App's revert of another commit; a failed one does not count.
     let at = Utc.with_ymd_and_hms(2026, 11, 30, 11, 0, 0).unwrap();
@@ -195,41 +188,16 @@ async fn a_revert_by_the_lambda_counts_for_the_app_s_guards() {
         .failed()
         .at(at);
     store.write_pytorch_event(&table, failed).await.unwrap();
-    assert!(
-        store
-            .pytorch_reverts_of(&table, REPO, &sha(2))
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .pytorch_reverts_of(&table, REPO, &sha(3))
-            .await
-            .unwrap()
-    );
+    assert!(reverted(REPO, &sha(2)).await);
+    assert!(!reverted(REPO, &sha(3)).await);
 
-    let since = |h, m| Utc.with_ymd_and_hms(2026, 11, 30, h, m, 0).unwrap();
-    assert_eq!(
-        store
-            .pytorch_reverts_since(&table, REPO, since(9, 0))
-            .await
-            .unwrap(),
-        2
-    );
-    assert_eq!(
-        store
-            .pytorch_reverts_since(&table, REPO, since(10, 30))
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        store
-            .pytorch_reverts_since(&table, REPO, since(11, 1))
-            .await
-            .unwrap(),
-        0
-    );
+    let since = async |h, m| {
+        let at = Utc.with_ymd_and_hms(2026, 11, 30, h, m, 0).unwrap();
+        store.pytorch_reverts_since(&table, REPO, at).await.unwrap()
+    };
+    assert_eq!(since(9, 0).await, 2);
+    assert_eq!(since(10, 30).await, 1);
+    assert_eq!(since(11, 1).await, 0);
 }
 
 #[tokio::test]
