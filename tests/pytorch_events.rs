@@ -70,6 +70,10 @@ async fn rows_match_pytorch_s_ddl_and_read_back() {
          commit_sha\tFixedString(40)\nworkflows\tArray(String)\nsource_signal_keys\tArray(String)\n\
          dry_run\tUInt8\nfailed\tUInt8\nnotes\tString\n"
     );
+    assert_eq!(
+        store.pytorch_events_problems(&table).await.unwrap(),
+        Vec::<String>::new()
+    );
     let at = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
     let row = PytorchEventRow::restart(
         REPO,
@@ -220,6 +224,40 @@ async fn bad_table_names_and_production_tables_are_refused() {
     let missing = format!("{}.no_such_log", store.tables().database);
     let e = store.write_pytorch_event(&missing, row).await.unwrap_err();
     assert!(format!("{e:#}").contains("no_such_log"), "{e:#}");
+
+    let problems = store.pytorch_events_problems(&missing).await.unwrap();
+    assert_eq!(
+        problems,
+        [format!(
+            "{missing} does not exist (or this user may not see it)"
+        )]
+    );
+    // A table of another shape: each column that does not fit is named.
+    let other = format!("{}.other_log", store.tables().database);
+    sql(&format!(
+        "CREATE TABLE {other} (ts DateTime, repo String, action Enum8('restart' = 1, 'revert' = 2),
+         commit_sha String, workflows Array(String), dry_run UInt8, failed UInt8, notes String,
+         extra UInt8 DEFAULT 0) ENGINE = MergeTree ORDER BY ts"
+    ))
+    .await;
+    let problems = store.pytorch_events_problems(&other).await.unwrap();
+    assert_eq!(problems.len(), 4, "{problems:?}");
+    assert!(
+        problems[0].contains("repo is String, not LowCardinality(String)"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].contains("action is Enum8('restart' = 1, 'revert' = 2)"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[2].contains("commit_sha is String, not FixedString(40)"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[3].contains("has no column source_signal_keys"),
+        "{problems:?}"
+    );
 
     // Without a local mirror, the App does not create PyTorch's table.
     let production = store_without_mirror(&store);

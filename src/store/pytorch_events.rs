@@ -375,7 +375,54 @@ impl Store {
         ))
         .await
     }
+
+    /// What keeps the App from using `table` as PyTorch's action log: it does not exist, or
+    /// a column the App writes is missing or of another type (empty: usable). For start-up
+    /// and `doctor`, so a wrong table is named before the first restart needs it. Columns
+    /// of its own are fine: the App names the columns it writes.
+    pub async fn pytorch_events_problems(&self, table: &str) -> Result<Vec<String>> {
+        check_table(table)?;
+        let (db, name) = table.split_once('.').unwrap_or_default();
+        let found: Vec<(String, String)> = self
+            .client
+            .query("SELECT name, type FROM system.columns WHERE database = ? AND table = ?")
+            .bind(db)
+            .bind(name)
+            .fetch_all()
+            .within(self)
+            .await
+            .with_context(|| format!("reading the columns of {table}"))?;
+        if found.is_empty() {
+            return Ok(vec![format!(
+                "{table} does not exist (or this user may not see it)"
+            )]);
+        }
+        Ok(COLUMNS
+            .iter()
+            .filter_map(|(col, ty)| match found.iter().find(|(n, _)| n == col) {
+                None => Some(format!("{table} has no column {col} ({ty})")),
+                Some((_, t)) if t != ty => Some(format!("{table}.{col} is {t}, not {ty}")),
+                Some(_) => None,
+            })
+            .collect())
+    }
 }
+
+/// The columns the App writes, as PyTorch's DDL types them (ClickHouse's spelling).
+const COLUMNS: [(&str, &str); 9] = [
+    ("ts", "DateTime"),
+    ("repo", "LowCardinality(String)"),
+    (
+        "action",
+        "Enum8('none' = 0, 'restart' = 1, 'revert' = 2, 'advisor' = 3)",
+    ),
+    ("commit_sha", "FixedString(40)"),
+    ("workflows", "Array(String)"),
+    ("source_signal_keys", "Array(String)"),
+    ("dry_run", "UInt8"),
+    ("failed", "UInt8"),
+    ("notes", "String"),
+];
 
 #[cfg(test)]
 mod tests {
