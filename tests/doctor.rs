@@ -21,6 +21,17 @@ impl Doctor {
             .unwrap_or_else(|| panic!("no check {what:?} in:\n{}", self.out))
     }
 
+    /// The `why:` lines under the check named `what` (what each missing grant is for).
+    fn why(&self, what: &str) -> Vec<&str> {
+        let line = self.line(what);
+        self.out
+            .lines()
+            .skip_while(|l| *l != line)
+            .skip(2)
+            .take_while(|l| l.starts_with("      why: "))
+            .collect()
+    }
+
     /// The `fix:` (or `note:`) line under the check named `what`.
     fn fix(&self, what: &str) -> &str {
         let line = self.line(what);
@@ -100,8 +111,15 @@ async fn a_healthy_setup_passes_every_check() {
         d.line("GET /app (App JWT)")
             .contains("\"pytorch-autorevert-restarter\"")
     );
-    assert!(d.line("installation on").contains("issues: read"));
-    assert!(d.line("installation on").contains("checks: write"));
+    let installation = d.line("installation on");
+    for granted in [
+        "issues: write",
+        "checks: write",
+        "pull_requests: write",
+        "events workflow_run, workflow_job, push",
+    ] {
+        assert!(installation.contains(granted), "{granted}: {installation}");
+    }
     assert!(
         d.line("trunk/<sha> tag")
             .contains(&format!("trunk/{} exists", sha(1)))
@@ -161,12 +179,16 @@ async fn a_repository_without_the_app_and_a_missing_permission_fail_with_their_f
     assert_eq!(d.code, Some(1));
     let perms = d.line("installation on pytorch/pytorch");
     assert!(
-        perms.starts_with("FAIL") && perms.contains("lacks permission checks: write, issues: read"),
+        perms.starts_with("FAIL")
+            && perms
+                .contains("lacks permission checks: write, issues: write, pull_requests: write"),
         "{perms}"
     );
     assert!(
         d.fix("installation on pytorch/pytorch")
-            .contains("grant what is missing")
+            .contains("has not accepted them yet"),
+        "{}",
+        d.out
     );
     let vision = d.line("installation on pytorch/vision");
     assert!(
@@ -240,4 +262,86 @@ async fn a_clock_off_from_github_s_is_named_with_its_fix() {
     assert!((178.0..=182.0).contains(&secs), "{clock}");
     assert!(d.fix("clock").contains("NTP"), "{}", d.out);
     assert_eq!(d.code, Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_from_the_older_manifest_is_told_what_the_decision_engine_needs_and_why() {
+    let store = fresh_store().await;
+    let github = FakeGitHub::start(INSTALLATION, &[REPO]).await;
+    github.push_commit(REPO, &sha(1), true);
+    // Registered from the manifest before the decision engine: no comments, no pushes.
+    let old_permissions = serde_json::json!({
+        "actions": "write", "checks": "write", "contents": "read", "issues": "read",
+        "metadata": "read",
+    });
+    let old_events = serde_json::json!(["workflow_run", "workflow_job"]);
+    github.set_app_grants(old_permissions.clone(), old_events.clone());
+    github.set_installation_permissions(INSTALLATION, old_permissions);
+    github.set_installation_events(INSTALLATION, old_events);
+    let d = doctor(env(&github, &store)).await;
+    assert_eq!(d.code, Some(1));
+    let what = "installation on pytorch/pytorch";
+    let line = d.line(what);
+    assert!(
+        line.starts_with("FAIL")
+            && line.contains("lacks permission issues: write, pull_requests: write")
+            && line.contains("not subscribed to push"),
+        "{line}"
+    );
+    let fix = d.fix(what);
+    assert!(
+        fix.contains(
+            "the App itself does not ask for issues: write, pull_requests: write, the push event"
+        ) && fix.contains("app-manifest.yml")
+            && fix.contains("Review request"),
+        "{fix}"
+    );
+    let why = d.why(what).join("\n");
+    assert_eq!(d.why(what).len(), 3, "{}", d.out);
+    assert!(
+        why.contains("issues: write — ") && why.contains("notify comments"),
+        "{why}"
+    );
+    assert!(
+        why.contains("pull_requests: write — ") && why.contains("@pytorchbot revert"),
+        "{why}"
+    );
+    assert!(
+        why.contains("the push event — ") && why.contains("order of main's commits"),
+        "{why}"
+    );
+    assert!(d.out.contains("1 failed"), "{}", d.out);
+
+    // The App now asks for them; the installation has not accepted yet.
+    github.set_app_grants(
+        serde_json::json!({
+            "actions": "write", "checks": "write", "contents": "read", "issues": "write",
+            "metadata": "read", "pull_requests": "write",
+        }),
+        serde_json::json!(["workflow_run", "workflow_job", "push"]),
+    );
+    let d = doctor(env(&github, &store)).await;
+    assert_eq!(d.code, Some(1));
+    let fix = d.fix(what);
+    assert!(
+        fix.contains("has not accepted them yet") && fix.contains("the owner of pytorch accepts"),
+        "{fix}"
+    );
+    assert!(!fix.contains("does not ask for"), "{fix}");
+
+    // Accepted: healthy again.
+    github.set_installation_permissions(
+        INSTALLATION,
+        serde_json::json!({
+            "actions": "write", "checks": "write", "contents": "read", "issues": "write",
+            "metadata": "read", "pull_requests": "write",
+        }),
+    );
+    github.set_installation_events(
+        INSTALLATION,
+        serde_json::json!(["workflow_run", "workflow_job", "push"]),
+    );
+    let d = doctor(env(&github, &store)).await;
+    assert_eq!(d.code, Some(0), "{}", d.out);
+    assert!(d.line(what).starts_with("OK"));
 }

@@ -61,3 +61,41 @@ fn the_docker_build_context_holds_every_target_the_manifest_declares() {
         assert!(std::path::Path::new(&path).exists(), "{path} is missing");
     }
 }
+
+/// The manifest GitHub registers the App from asks for exactly what `doctor` checks every
+/// installation grants: the comments and the push order of the decision engine included,
+/// nothing more.
+#[test]
+fn the_app_manifest_asks_for_exactly_what_doctor_checks() {
+    use autorevert::github::app_info::{NEEDED_EVENTS, NEEDED_PERMISSIONS};
+    let docs = yaml_rust2::YamlLoader::load_from_str(&read("app-manifest.yml")).unwrap();
+    let m = &docs[0];
+    let mut asked: Vec<(String, String)> = m["default_permissions"]
+        .as_hash()
+        .expect("default_permissions is a map")
+        .iter()
+        .map(|(k, v)| {
+            let level = v.as_str().unwrap_or_default().to_string();
+            (k.as_str().unwrap_or_default().to_string(), level)
+        })
+        .collect();
+    asked.sort();
+    let mut checked: Vec<(String, String)> = NEEDED_PERMISSIONS
+        .iter()
+        .map(|(p, l)| (p.to_string(), l.to_string()))
+        .collect();
+    checked.sort();
+    assert_eq!(asked, checked);
+    for needed in [("pull_requests", "write"), ("issues", "write")] {
+        let needed = (needed.0.to_string(), needed.1.to_string());
+        assert!(asked.contains(&needed), "{needed:?}");
+    }
+    let events: Vec<&str> = m["default_events"]
+        .as_vec()
+        .expect("default_events is a list")
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    assert_eq!(events, NEEDED_EVENTS);
+    assert!(events.contains(&"push"));
+}

@@ -165,7 +165,7 @@ async fn register_through_the_page(app: &Served, github: &FakeGitHub, token: &st
     assert_eq!(m["default_permissions"]["actions"], "write");
     assert_eq!(
         m["default_events"],
-        serde_json::json!(["workflow_run", "workflow_job"])
+        serde_json::json!(["workflow_run", "workflow_job", "push"])
     );
 
     let (status, org_page) = app.get(&format!("/setup?token={token}&org=pytorch")).await;

@@ -4,7 +4,9 @@
 //! ClickHouse and the schema. Exit 1 when a check failed; a warning does not fail.
 
 use crate::config::{ClickHouseArgs, GitHubArgs, PolicyArgs, parse_secrets};
-use crate::github::app_info::{AppInfo, Installation, NEEDED_EVENTS, NEEDED_PERMISSIONS};
+use crate::github::app_info::{
+    AppInfo, Installation, NEEDED_EVENTS, NEEDED_PERMISSIONS, needed_for,
+};
 use crate::github::{GitHub, GitHubAuth};
 use crate::store::Store;
 use anyhow::Result;
@@ -281,15 +283,11 @@ async fn repo_installation(r: &mut Report, gh: &GitHub, app: &AppInfo, repo: &st
         r.ok(&what, &detail);
         return true;
     }
-    let fix = format!(
-        "in the App's settings ({}), Permissions & events: grant what is missing; then the \
-         owner of {} accepts the new permissions (Settings → GitHub Apps → the App → Review \
-         request), or unsuspends it there",
-        app.html_url,
-        inst.account_login()
-    );
     let detail = format!("installation {}: {}", inst.id, problems.join("; "));
-    r.fail(&what, &detail, &fix);
+    r.fail(&what, &detail, &grant_fix(app, &inst));
+    for line in missing_why(&inst) {
+        println!("      why: {line}");
+    }
     false
 }
 
@@ -307,6 +305,61 @@ fn installation_problems(inst: &Installation) -> Vec<String> {
         out.push(format!("not subscribed to {}", events.join(", ")));
     }
     out
+}
+
+/// What the installation lacks, each with what the App needs it for.
+fn missing_why(inst: &Installation) -> Vec<String> {
+    let perms = inst.missing_permissions().into_iter().map(|p| {
+        let name = p.split(':').next().unwrap_or_default();
+        format!("{p} — {}", needed_for(name))
+    });
+    let events = inst
+        .missing_events()
+        .into_iter()
+        .map(|e| format!("the {e} event — {}", needed_for(e)));
+    perms.chain(events).collect()
+}
+
+/// How to grant what an installation lacks: the App itself asks for it first (its
+/// settings), then the installation's owner accepts. An App registered from an older
+/// manifest lacks the newer permissions itself; once it asks for them, every installation
+/// keeps the old ones until its owner accepts the request.
+fn grant_fix(app: &AppInfo, inst: &Installation) -> String {
+    let mut app_lacks = app.missing_permissions();
+    app_lacks.extend(
+        app.missing_events()
+            .iter()
+            .map(|e| format!("the {e} event")),
+    );
+    let owner = inst.account_login();
+    let accept = format!(
+        "the owner of {owner} accepts the new permissions (Settings → GitHub Apps → {} → \
+             Review request)",
+        app.name
+    );
+    let unsuspend = format!(
+        "the owner of {owner} unsuspends the App (Settings → GitHub Apps → {} → Unsuspend)",
+        app.name
+    );
+    if inst.missing_permissions().is_empty() && inst.missing_events().is_empty() {
+        return unsuspend;
+    }
+    let unsuspend = match inst.suspended_at {
+        Some(_) => format!("; {unsuspend}"),
+        None => String::new(),
+    };
+    if app_lacks.is_empty() {
+        return format!(
+            "the App asks for them, installation {} has not accepted them yet: {accept}{unsuspend}",
+            inst.id
+        );
+    }
+    format!(
+        "the App itself does not ask for {}: in its settings ({}, Permissions & events) grant \
+             what is missing, as app-manifest.yml lists it; then {accept}{unsuspend}",
+        app_lacks.join(", "),
+        app.html_url
+    )
 }
 
 const TAG_NOTE: &str = "PyTorch's trunk-tagging workflow pushes a tag trunk/<sha> for every \

@@ -5,6 +5,7 @@
 
 pub mod bisect;
 pub mod config;
+pub mod explain;
 pub mod partition;
 pub mod plan;
 pub mod rules;

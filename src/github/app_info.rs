@@ -1,5 +1,5 @@
 //! The App itself, as GitHub knows it: `GET /app` and its installations (App JWT), what an
-//! installation must grant, the commits and `trunk/<sha>` tags of a repository (for
+//! installation must grant and why, the commits and `trunk/<sha>` tags of a repository (for
 //! `autorevert doctor`), and the manifest flow's code exchange
 //! (`POST /app-manifests/{code}/conversions`, unauthenticated, for the setup pages).
 
@@ -13,22 +13,72 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use url::Url;
 
-/// What each installation must grant: dispatch and read runs and jobs, write the check run
-/// on the commit, read workflow files at `trunk/<sha>`, read the kill-switch issues;
-/// metadata every App has.
-pub const NEEDED_PERMISSIONS: [(&str, &str); 5] = [
+/// What each installation must grant (app-manifest.yml `default_permissions`); why each
+/// is needed: `needed_for`.
+pub const NEEDED_PERMISSIONS: [(&str, &str); 6] = [
     ("actions", "write"),
     ("checks", "write"),
     ("contents", "read"),
-    ("issues", "read"),
+    ("issues", "write"),
     ("metadata", "read"),
+    ("pull_requests", "write"),
 ];
 
 /// Pages of 100 installations read at most (10,000 installations).
 pub const MAX_INSTALLATION_PAGES: u32 = 100;
 
 /// The events the App acts on (app-manifest.yml `default_events`).
-pub const NEEDED_EVENTS: [&str; 2] = ["workflow_run", "workflow_job"];
+pub const NEEDED_EVENTS: [&str; 3] = ["workflow_run", "workflow_job", "push"];
+
+/// What the App does with a permission or an event, for a maintainer reading what is
+/// missing.
+pub fn needed_for(name: &str) -> &'static str {
+    match name {
+        "actions" => "dispatch restarts and read their runs and jobs",
+        "checks" => "the `autorevert` check run with the evidence on the commit",
+        "contents" => "read workflow files at trunk/<sha>; receive push events",
+        "issues" => {
+            "read the kill-switch issues; post the notify comments on the tracking issue \
+             (NOTIFY_ISSUE)"
+        }
+        "metadata" => "every App has it",
+        "pull_requests" => {
+            "find the breaking commit's PR, read its labels and post the `@pytorchbot revert` \
+             comment on it"
+        }
+        "workflow_run" => "a failed trunk run: what starts a restart",
+        "workflow_job" => "each job's result: the restarts' verdicts and the signals",
+        "push" => {
+            "the order of main's commits (a ghstack push lands several at once), which \
+             every signal and decision is built on"
+        }
+        _ => "",
+    }
+}
+
+/// `name: level` for each needed permission `granted` lacks (or grants below the level
+/// needed).
+fn missing_permissions(granted: &BTreeMap<String, String>) -> Vec<String> {
+    let rank = |level: &str| match level {
+        "read" => 1,
+        "write" => 2,
+        "admin" => 3,
+        _ => 0,
+    };
+    NEEDED_PERMISSIONS
+        .iter()
+        .filter(|(name, level)| granted.get(*name).map_or(0, |l| rank(l)) < rank(level))
+        .map(|(name, level)| format!("{name}: {level}"))
+        .collect()
+}
+
+/// The needed events `subscribed` lacks.
+fn missing_events(subscribed: &[String]) -> Vec<&'static str> {
+    NEEDED_EVENTS
+        .into_iter()
+        .filter(|e| !subscribed.iter().any(|x| x == e))
+        .collect()
+}
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Account {
@@ -45,9 +95,24 @@ pub struct AppInfo {
     #[serde(default)]
     pub owner: Option<Account>,
     pub html_url: String,
+    /// What the App asks of every installation (its settings, Permissions & events).
+    #[serde(default)]
+    pub permissions: BTreeMap<String, String>,
+    #[serde(default)]
+    pub events: Vec<String>,
 }
 
 impl AppInfo {
+    /// The needed permissions the App itself does not ask for, as `name: level`.
+    pub fn missing_permissions(&self) -> Vec<String> {
+        missing_permissions(&self.permissions)
+    }
+
+    /// The needed events the App itself is not subscribed to.
+    pub fn missing_events(&self) -> Vec<&'static str> {
+        missing_events(&self.events)
+    }
+
     /// Where an owner installs the App (`https://github.com/apps/{slug}/installations/new`).
     pub fn install_url(&self) -> String {
         format!("{}/installations/new", self.html_url.trim_end_matches('/'))
@@ -80,27 +145,12 @@ impl Installation {
     /// The needed permissions this installation does not grant (or grants below the level
     /// needed), as `name: level`.
     pub fn missing_permissions(&self) -> Vec<String> {
-        let rank = |level: &str| match level {
-            "read" => 1,
-            "write" => 2,
-            "admin" => 3,
-            _ => 0,
-        };
-        NEEDED_PERMISSIONS
-            .iter()
-            .filter(|(name, level)| {
-                self.permissions.get(*name).map_or(0, |l| rank(l)) < rank(level)
-            })
-            .map(|(name, level)| format!("{name}: {level}"))
-            .collect()
+        missing_permissions(&self.permissions)
     }
 
     /// The needed events this installation is not subscribed to.
     pub fn missing_events(&self) -> Vec<&'static str> {
-        NEEDED_EVENTS
-            .into_iter()
-            .filter(|e| !self.events.iter().any(|x| x == e))
-            .collect()
+        missing_events(&self.events)
     }
 }
 
@@ -246,22 +296,34 @@ mod tests {
         let all = installation(&[
             ("actions", "write"),
             ("contents", "write"),
-            ("issues", "read"),
+            ("issues", "write"),
             ("metadata", "read"),
             ("checks", "write"),
+            ("pull_requests", "admin"),
         ]);
         assert!(all.missing_permissions().is_empty());
-        let some = installation(&[("actions", "read"), ("metadata", "read")]);
+        let some = installation(&[
+            ("actions", "read"),
+            ("metadata", "read"),
+            ("issues", "read"),
+        ]);
         assert_eq!(
             some.missing_permissions(),
             vec![
                 "actions: write",
                 "checks: write",
                 "contents: read",
-                "issues: read"
+                "issues: write",
+                "pull_requests: write"
             ]
         );
-        assert_eq!(some.missing_events(), vec!["workflow_job"]);
+        assert_eq!(some.missing_events(), vec!["workflow_job", "push"]);
+        for (name, _) in NEEDED_PERMISSIONS {
+            assert!(!needed_for(name).is_empty(), "{name}");
+        }
+        for name in NEEDED_EVENTS {
+            assert!(!needed_for(name).is_empty(), "{name}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod batch;
 pub mod failures;
 pub mod mirror;
+pub mod pytorch_events;
 pub mod queries;
 pub mod recorder;
 pub mod rows;

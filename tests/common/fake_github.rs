@@ -98,6 +98,10 @@ pub struct GhState {
     pub app: (String, String),
     /// An installation's permissions when they are not all the App asks for.
     pub installation_permissions: HashMap<u64, Value>,
+    /// An installation's events when they are not all the App subscribes to.
+    pub installation_events: HashMap<u64, Value>,
+    /// What the App itself asks for (permissions, events), when not all of app-manifest.yml's.
+    pub app_grants: Option<(Value, Value)>,
     /// Manifests posted to the new-App page, by the code GitHub handed back; `None` once
     /// the code was exchanged.
     pub manifests: HashMap<String, Option<Value>>,
@@ -747,7 +751,15 @@ async fn permission(
 
 /// The permissions the App asks for (app-manifest.yml), as an installation grants them.
 fn all_permissions() -> Value {
-    json!({"actions": "write", "checks": "write", "contents": "read", "issues": "read", "metadata": "read"})
+    json!({
+        "actions": "write", "checks": "write", "contents": "read", "issues": "write",
+        "metadata": "read", "pull_requests": "write",
+    })
+}
+
+/// The events the App subscribes to (app-manifest.yml), as an installation has them.
+fn all_events() -> Value {
+    json!(["workflow_job", "workflow_run", "push"])
 }
 
 fn installation_json(s: &GhState, id: u64) -> Value {
@@ -762,6 +774,11 @@ fn installation_json(s: &GhState, id: u64) -> Value {
         .get(&id)
         .cloned()
         .unwrap_or_else(all_permissions);
+    let events = s
+        .installation_events
+        .get(&id)
+        .cloned()
+        .unwrap_or_else(all_events);
     json!({
         "id": id, "app_id": APP_ID, "app_slug": s.app.1, "target_id": 21003710,
         "target_type": "Organization", "repository_selection": "selected",
@@ -769,7 +786,7 @@ fn installation_json(s: &GhState, id: u64) -> Value {
         "access_tokens_url": format!("https://api.github.com/app/installations/{id}/access_tokens"),
         "repositories_url": "https://api.github.com/installation/repositories",
         "html_url": format!("https://github.com/organizations/{account}/settings/installations/{id}"),
-        "permissions": permissions, "events": ["workflow_job", "workflow_run"],
+        "permissions": permissions, "events": events,
         "created_at": "2026-01-05T10:00:00Z", "updated_at": "2026-01-05T10:00:00Z",
         "single_file_name": null, "suspended_at": null, "suspended_by": null,
     })
@@ -784,7 +801,7 @@ fn app_json(name: &str, slug: &str, owner: &str, installations: usize) -> Value 
         "external_url": "https://example.invalid/autorevert",
         "html_url": format!("https://github.com/apps/{slug}"),
         "created_at": "2026-01-05T10:00:00Z", "updated_at": "2026-01-05T10:00:00Z",
-        "permissions": all_permissions(), "events": ["workflow_job", "workflow_run"],
+        "permissions": all_permissions(), "events": all_events(),
         "installations_count": installations,
     })
 }
@@ -794,13 +811,12 @@ async fn get_app(State(st): State<Shared>, headers: HeaderMap) -> Response {
     if let Err(r) = check_jwt(&s, &headers) {
         return r;
     }
-    Json(app_json(
-        &s.app.0,
-        &s.app.1,
-        "pytorch",
-        s.installations.len(),
-    ))
-    .into_response()
+    let mut app = app_json(&s.app.0, &s.app.1, "pytorch", s.installations.len());
+    if let Some((permissions, events)) = &s.app_grants {
+        app["permissions"] = permissions.clone();
+        app["events"] = events.clone();
+    }
+    Json(app).into_response()
 }
 
 async fn list_installations(
@@ -966,6 +982,19 @@ impl FakeGitHub {
         s.installation_permissions.insert(installation, permissions);
     }
 
+    /// The installation is subscribed to these events instead of all the App's.
+    pub fn set_installation_events(&self, installation: u64, events: Value) {
+        let mut s = self.state.lock().unwrap();
+        s.installation_events.insert(installation, events);
+    }
+
+    /// The App itself asks for these permissions and events (an App registered from an
+    /// older manifest).
+    pub fn set_app_grants(&self, permissions: Value, events: Value) {
+        let mut s = self.state.lock().unwrap();
+        s.app_grants = Some((permissions, events));
+    }
+
     /// `n` more installations of the App, on other accounts, with ids below every other
     /// (listed first: GitHub lists installations by id).
     pub fn add_installations(&self, n: u64) {
@@ -1094,6 +1123,8 @@ impl FakeGitHub {
                 "pytorch-autorevert-restarter".into(),
             ),
             installation_permissions: HashMap::new(),
+            installation_events: HashMap::new(),
+            app_grants: None,
             manifests: HashMap::new(),
             commits: HashMap::new(),
             tags: HashSet::new(),

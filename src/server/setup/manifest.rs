@@ -94,9 +94,13 @@ mod tests {
         );
         assert_eq!(m["public"], false);
         assert_eq!(m["default_permissions"]["actions"], "write");
-        assert_eq!(m["default_permissions"]["issues"], "read");
+        assert_eq!(m["default_permissions"]["issues"], "write");
+        assert_eq!(m["default_permissions"]["pull_requests"], "write");
         assert_eq!(m["default_permissions"]["checks"], "write");
-        assert_eq!(m["default_events"], json!(["workflow_run", "workflow_job"]));
+        assert_eq!(
+            m["default_events"],
+            json!(["workflow_run", "workflow_job", "push"])
+        );
         assert!(m["description"].as_str().unwrap().starts_with("Restarts"));
     }
 
