@@ -27,7 +27,8 @@ async fn land(app: &TestApp, n: u32) {
 async fn finish_run(app: &TestApp, run: u64, conclusion: &str) {
     let gh = &app.github;
     gh.start_run(run);
-    app.deliver("workflow_run", &gh.run_event(run, "in_progress")).await;
+    app.deliver("workflow_run", &gh.run_event(run, "in_progress"))
+        .await;
     gh.queue_jobs(run, &[TEST_1]);
     for body in gh.job_events(run, "queued") {
         app.deliver("workflow_job", &body).await;
@@ -37,7 +38,8 @@ async fn finish_run(app: &TestApp, run: u64, conclusion: &str) {
         app.deliver("workflow_job", &body).await;
     }
     gh.complete_run(run, conclusion);
-    app.deliver("workflow_run", &gh.run_event(run, "completed")).await;
+    app.deliver("workflow_run", &gh.run_event(run, "completed"))
+        .await;
 }
 
 /// Runs every restart the App dispatched and that has not run yet, as the truth says.
@@ -89,11 +91,21 @@ async fn a_breaking_commit_is_found_from_restarts_the_app_asked_for() {
         .filter(|n| !app.github.dispatched_runs(&sha(*n)).is_empty())
         .map(sha)
         .collect();
-    assert!(restarted.contains(&sha(3)), "the suspect ran again: {restarted:?}");
-    assert!(!restarted.contains(&sha(1)), "nothing older than the parent: {restarted:?}");
+    assert!(
+        restarted.contains(&sha(3)),
+        "the suspect ran again: {restarted:?}"
+    );
+    assert!(
+        !restarted.contains(&sha(1)),
+        "nothing older than the parent: {restarted:?}"
+    );
     // Recorded: the revert decision of the signal, in ClickHouse.
     app.settle().await;
-    let rows = app.store.latest_decisions(REPO, 100).await.expect("decisions");
+    let rows = app
+        .store
+        .latest_decisions(REPO, 100)
+        .await
+        .expect("decisions");
     let row = rows
         .iter()
         .find(|r| r.label == "revert")

@@ -42,6 +42,11 @@ pub struct DecideArgs {
     /// Revert comments per repository in any 24 hours (LUCI Bisection submits at most 4).
     #[arg(long, env = "REVERT_MAX_PER_DAY", default_value_t = 4)]
     pub revert_max_per_day: u32,
+    /// PyTorch's action log (`misc.autorevert_events_v2`): the App writes its restarts and
+    /// reverts there, and counts the Lambda's reverts, so both keep one revert per commit.
+    /// Unset: off.
+    #[arg(long, env = "PYTORCH_EVENTS_TABLE")]
+    pub pytorch_events_table: Option<String>,
 }
 
 impl DecideArgs {
@@ -82,7 +87,9 @@ impl DecideArgs {
 
     fn acting(&self) -> Result<Acting> {
         if self.revert_max_age_hours < 1 {
-            bail!("REVERT_MAX_AGE_HOURS must be at least 1 (use REVERT_ACTION=skip to stop reverts)");
+            bail!(
+                "REVERT_MAX_AGE_HOURS must be at least 1 (use REVERT_ACTION=skip to stop reverts)"
+            );
         }
         if self.revert_max_per_day == 0 {
             bail!("REVERT_MAX_PER_DAY must be at least 1 (use REVERT_ACTION=skip to stop reverts)");
@@ -90,7 +97,17 @@ impl DecideArgs {
         if self.revert_action == RevertMode::Notify && self.notify_issue.is_none() {
             bail!("REVERT_ACTION=notify needs NOTIFY_ISSUE: the issue number to comment on");
         }
+        let pytorch_events = self
+            .pytorch_events_table
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        if let Some(t) = pytorch_events {
+            crate::store::pytorch_events::check_table(t)
+                .map_err(|e| anyhow::anyhow!("PYTORCH_EVENTS_TABLE: {e:#}"))?;
+        }
         Ok(Acting {
+            pytorch_events: pytorch_events.map(str::to_string),
             mode: self.revert_action,
             notify_issue: self.notify_issue,
             max_age: chrono::Duration::hours(self.revert_max_age_hours),

@@ -182,7 +182,12 @@ impl Engine {
             .evidence
             .revert_actions(now - chrono::Duration::days(365))
             .await?;
-        tracing::info!(commits, jobs, acted = acted.len(), "decision engine history rebuilt");
+        tracing::info!(
+            commits,
+            jobs,
+            acted = acted.len(),
+            "decision engine history rebuilt"
+        );
         self.reverts.load(acted);
         Ok(())
     }
@@ -313,6 +318,34 @@ impl Engine {
         commands
     }
 
+    /// A restart in PyTorch's action log (`PYTORCH_EVENTS_TABLE`), so that the Lambda's
+    /// restart caps count it; written when it is decided (a dispatch GitHub refuses later
+    /// still counts: the Lambda then restarts less, never more).
+    async fn tell_pytorch(&self, r: &Restart) {
+        let Some(table) = &self.decider.settings().acting.pytorch_events else {
+            return;
+        };
+        let row = crate::store::pytorch_events::PytorchEventRow::restart(
+            &r.key.repo,
+            &r.key.head_sha,
+            vec![r.key.workflow.clone()],
+            r.asked_jobs.clone(),
+            r.dry_run,
+            r.reason.clone(),
+        );
+        let written = match row {
+            Ok(row) => self.evidence.pytorch_event(table, row).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            tracing::warn!(
+                restart = r.restart_id,
+                error = format!("{e:#}"),
+                "PyTorch's action log not written"
+            );
+        }
+    }
+
     /// Marks a handled delivery done in the delivery log, behind its recorded rows.
     pub async fn acknowledge(&self, seq: Option<u64>) {
         if let Some(seq) = seq {
@@ -335,6 +368,7 @@ impl Engine {
                     .await;
             }
             Command::Dispatch { restart } => {
+                self.tell_pytorch(restart).await;
                 let r = (**restart).clone();
                 let (settle, scoping) = (&self.settle, &self.scoping);
                 dispatch::dispatch(settle, scoping, &self.follow_ups, r, d.replayed).await

@@ -415,6 +415,10 @@ pub fn push_body(before: &str, commits: &[&str]) -> Vec<u8> {
             })
             .collect(),
     );
-    p["head_commit"] = p["commits"].as_array().and_then(|c| c.last()).cloned().unwrap_or(Value::Null);
+    p["head_commit"] = p["commits"]
+        .as_array()
+        .and_then(|c| c.last())
+        .cloned()
+        .unwrap_or(Value::Null);
     serde_json::to_vec(&p).unwrap()
 }

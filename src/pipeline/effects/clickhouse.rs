@@ -52,6 +52,18 @@ impl Evidence for ClickHouseEvidence {
         self.store.signal_state(since, None).await
     }
 
+    async fn pytorch_event(
+        &self,
+        table: &str,
+        row: crate::store::pytorch_events::PytorchEventRow,
+    ) -> Result<()> {
+        self.store.write_pytorch_event(table, row).await.map(|_| ())
+    }
+
+    async fn pytorch_reverted(&self, table: &str, repo: &str, sha: &str) -> Result<bool> {
+        self.store.pytorch_reverts_of(table, repo, sha).await
+    }
+
     async fn revert_actions(
         &self,
         since: chrono::DateTime<chrono::Utc>,

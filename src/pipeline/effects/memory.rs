@@ -67,6 +67,18 @@ impl Evidence for MemoryEvidence {
         Ok(SignalState::default())
     }
 
+    async fn pytorch_event(
+        &self,
+        _: &str,
+        _: crate::store::pytorch_events::PytorchEventRow,
+    ) -> Result<()> {
+        anyhow::bail!("no ClickHouse is configured to write PyTorch's action log to")
+    }
+
+    async fn pytorch_reverted(&self, _: &str, _: &str, _: &str) -> Result<bool> {
+        anyhow::bail!("no ClickHouse is configured to read PyTorch's action log from")
+    }
+
     async fn revert_actions(
         &self,
         _: chrono::DateTime<chrono::Utc>,

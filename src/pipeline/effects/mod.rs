@@ -20,6 +20,7 @@ use crate::github::{
 use crate::intake::events::{Job, Run};
 use crate::restart::scope::{Declared, TestEvidence};
 use crate::restart::{CheckRunView, JobState, Restart, RestartKey, Scope};
+use crate::store::pytorch_events::PytorchEventRow;
 use crate::store::recorder::Entry;
 use crate::store::signal_state::SignalState;
 use anyhow::Result;
@@ -43,6 +44,11 @@ pub trait Evidence: Send + Sync {
     /// What the decision engine's history is rebuilt from: main's commits pushed since
     /// `since`, with their runs and jobs.
     async fn signal_state(&self, since: chrono::DateTime<chrono::Utc>) -> Result<SignalState>;
+    /// Appends a row to PyTorch's action log (`PYTORCH_EVENTS_TABLE`), so that its Lambda's
+    /// caps and revert-once rule count what the App did.
+    async fn pytorch_event(&self, table: &str, row: PytorchEventRow) -> Result<()>;
+    /// Whether PyTorch's action log holds a revert of `sha` (the Lambda's, or ours).
+    async fn pytorch_reverted(&self, table: &str, repo: &str, sha: &str) -> Result<bool>;
     /// The actions on culprits decided since `since` (once per commit, the daily cap).
     async fn revert_actions(
         &self,

@@ -13,6 +13,7 @@ use crate::reverts::{
     Action, CommitFacts, Culprit, Evidence as Proof, Guards, RevertMode, choose, marker,
     notify_comment, revert_comment,
 };
+use crate::store::pytorch_events::PytorchEventRow;
 use crate::store::recorder::Entry;
 use crate::store::signal_state::RevertActionRow;
 use chrono::{DateTime, Utc};
@@ -34,6 +35,9 @@ pub struct Acting {
     /// between them (doubling).
     pub attempts: u32,
     pub backoff: Duration,
+    /// `PYTORCH_EVENTS_TABLE`: PyTorch's action log, read (a revert by the Lambda counts)
+    /// and written (our reverts count for the Lambda); None: off.
+    pub pytorch_events: Option<String>,
 }
 
 impl Default for Acting {
@@ -45,6 +49,7 @@ impl Default for Acting {
             max_per_day: crate::reverts::DEFAULT_MAX_PER_DAY,
             attempts: 3,
             backoff: Duration::from_secs(10),
+            pytorch_events: None,
         }
     }
 }
@@ -128,12 +133,63 @@ impl Reverts {
         let mut row = action_row(&b, &action, Utc::now());
         tracing::info!(repo = b.repo, sha = b.sha, action = %action, "culprit acted on");
         self.record(row.clone()).await;
+        if matches!(&action, Action::Log { would } if matches!(**would, Action::Revert { .. })) {
+            self.tell_pytorch(&b, true).await;
+        }
         let Some((issue, body)) = comment(&action, &culprit) else {
             return;
         };
         let outcome = self.post(&b, issue, &body).await;
         finish(&mut row, &outcome);
         self.record(row).await;
+        if outcome.done() && matches!(action, Action::Revert { .. }) {
+            self.tell_pytorch(&b, false).await;
+        }
+    }
+
+    /// A revert in PyTorch's action log (only once it is posted, or as a dry run: the
+    /// Lambda counts every revert row that is neither, and would never revert the commit).
+    async fn tell_pytorch(&self, b: &Blamed, dry_run: bool) {
+        let Some(table) = &self.acting.pytorch_events else {
+            return;
+        };
+        let workflows = b.signals.iter().map(|(k, _)| k.workflow.clone());
+        let mut workflows: Vec<String> = workflows.collect();
+        workflows.dedup();
+        let keys = b.signals.iter().map(|(k, _)| k.job.clone()).collect();
+        let row =
+            PytorchEventRow::revert(&b.repo, &b.sha, workflows, keys, dry_run, "autorevert app");
+        let written = match row {
+            Ok(row) => self.evidence.pytorch_event(table, row).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            tracing::warn!(
+                repo = b.repo,
+                sha = b.sha,
+                error = format!("{e:#}"),
+                "PyTorch's action log not written"
+            );
+        }
+    }
+
+    /// Whether the Lambda (or we, before) reverted the commit; unreadable: not known so.
+    async fn reverted_by_pytorch(&self, b: &Blamed) -> bool {
+        let Some(table) = &self.acting.pytorch_events else {
+            return false;
+        };
+        match self.evidence.pytorch_reverted(table, &b.repo, &b.sha).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(
+                    repo = b.repo,
+                    sha = b.sha,
+                    error = format!("{e:#}"),
+                    "PyTorch's action log not read"
+                );
+                false
+            }
+        }
     }
 
     /// The action, from facts read now: the signals decided again, the kill switch, what
@@ -148,13 +204,15 @@ impl Reverts {
             matches!(self.decider.recheck(&b.repo, key),
                 Some(crate::decisions::Decision::Revert(r)) if r.suspect == b.sha)
         });
+        let by_pytorch = self.reverted_by_pytorch(b).await;
         let switch = self.kill_switches.state(&b.repo, b.installation_id).await;
         guards.kill_switch = switch.hold_reason().is_some();
         {
             let acted = self.acted();
             guards.already_acted = acted
                 .get(&(b.repo.clone(), b.sha.clone()))
-                .is_some_and(|r| r.state == "posted");
+                .is_some_and(|r| r.state == "posted")
+                || by_pytorch;
             guards.reverts_last_day = acted
                 .values()
                 .filter(|r| r.repo == b.repo && r.action == "revert" && r.state == "posted")
@@ -175,7 +233,12 @@ impl Reverts {
             .commit_facts(&b.repo, b.installation_id, &b.sha)
             .await;
         read.unwrap_or_else(|e| {
-            tracing::warn!(repo = b.repo, sha = b.sha, error = format!("{e:#}"), "commit facts not read");
+            tracing::warn!(
+                repo = b.repo,
+                sha = b.sha,
+                error = format!("{e:#}"),
+                "commit facts not read"
+            );
             CommitFacts::default()
         })
     }
@@ -191,7 +254,12 @@ impl Reverts {
             if !outcome.retryable() || attempt >= self.acting.attempts {
                 return outcome;
             }
-            tracing::warn!(repo = b.repo, sha = b.sha, ?outcome, "comment not posted yet; trying again");
+            tracing::warn!(
+                repo = b.repo,
+                sha = b.sha,
+                ?outcome,
+                "comment not posted yet; trying again"
+            );
             tokio::time::sleep(wait).await;
             wait *= 2;
             attempt += 1;
@@ -266,9 +334,17 @@ fn action_row(b: &Blamed, action: &Action, now: DateTime<Utc>) -> RevertActionRo
         sha: b.sha.clone(),
         action: action.kind().to_string(),
         target,
-        reason: action.reason().map(|r| r.as_str().to_string()).unwrap_or_default(),
+        reason: action
+            .reason()
+            .map(|r| r.as_str().to_string())
+            .unwrap_or_default(),
         signals: b.signals.iter().map(|(k, _)| k.to_string()).collect(),
-        state: if action.posts() { "intended" } else { "decided" }.to_string(),
+        state: if action.posts() {
+            "intended"
+        } else {
+            "decided"
+        }
+        .to_string(),
         comment_id: None,
         comment_url: String::new(),
         detail: action.to_string(),
