@@ -205,6 +205,29 @@ fn serve_refuses_bad_configuration_with_one_clear_line() {
             "CLICKHOUSE_TIMEOUT_SECS must be at least 1",
         ),
         (vec![("AUTOREVERT_REPOS", "pytorch")], "not owner/name"),
+        (
+            vec![("REVERT_ACTION", "always"), ("RESTART_ACTION", "log")],
+            "unknown revert action",
+        ),
+        (
+            vec![("REVERT_ACTION", "notify"), ("RESTART_ACTION", "log")],
+            "REVERT_ACTION=notify needs NOTIFY_ISSUE",
+        ),
+        (
+            vec![("DECIDE_LOOKBACK_HOURS", "0"), ("RESTART_ACTION", "log")],
+            "DECIDE_LOOKBACK_HOURS=0 is out of range",
+        ),
+        (
+            vec![("DECIDE_SUSPECT_FAILURES", "5"), ("RESTART_ACTION", "log")],
+            "DECIDE_SUSPECT_FAILURES",
+        ),
+        (
+            vec![
+                ("PYTORCH_EVENTS_TABLE", "x; DROP"),
+                ("RESTART_ACTION", "log"),
+            ],
+            "PYTORCH_EVENTS_TABLE",
+        ),
         (vec![], "RESTART_ACTION=run needs GitHub credentials"),
     ];
     for (extra, expected) in cases {

@@ -488,3 +488,74 @@ async fn a_commit_the_lambda_reverted_is_not_reverted_again() {
     breakage(&app).await;
     skipped(&app, "already_reverted").await;
 }
+
+#[tokio::test]
+async fn a_restarted_app_keeps_the_window_and_never_posts_twice() {
+    let app = app_in(RevertMode::Revert, |_, _| {}).await;
+    breakage(&app).await;
+    assert_eq!(action_on_3(&app).await.state, "posted");
+    app.settle().await;
+    let (store, github) = (app.store.clone(), app.github.clone());
+    drop(app);
+    // A new process over the same ClickHouse: the history is rebuilt from it.
+    let o = Options {
+        decide: Settings {
+            acting: Acting {
+                mode: RevertMode::Revert,
+                ..Acting::default()
+            },
+            ..Settings::default()
+        },
+        ..Options::default()
+    };
+    let again = TestApp::assemble(o, store, github, common::temp_dir()).await;
+    let history = again.engine.decider().history(REPO).expect("rebuilt");
+    assert_eq!(history.commits().len(), 4);
+    // The next event decides the same culprit again: nothing more is posted.
+    let run = again.github.dispatched_runs(&sha(3))[0].id;
+    for body in again.github.job_events(run, "completed") {
+        again.deliver("workflow_job", &body).await;
+    }
+    again.settle().await;
+    assert_eq!(
+        revert_of(&again),
+        Some(sha(3)),
+        "decided again after the restart"
+    );
+    assert_eq!(again.github.comments(REPO, PR).len(), 1);
+    assert_eq!(again.github.requests_matching("POST", "/comments").len(), 1);
+}
+
+/// The shipped binary: pushes to main are kept in ClickHouse by `serve` itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_keeps_main_s_commits_from_push_events() {
+    let store = common::fresh_store().await;
+    let github = FakeGitHub::start(INSTALLATION, &[REPO]).await;
+    let mut bin = common::binary::Binary::new(&store, &github);
+    bin.env.push(("REVERT_ACTION".into(), "log".into()));
+    bin.env.push(("DECIDE_LOOKBACK_HOURS".into(), "16".into()));
+    let mut child = bin.start();
+    bin.wait_up().await;
+    for n in 1..=3 {
+        let body = push_body(&sha(n - 1), &[&sha(n)]);
+        let status = bin.deliver_event("push", &format!("push-{n}"), body).await;
+        assert_eq!(status, 202);
+    }
+    let kept = eventually(30, async || {
+        let state = store
+            .signal_state(chrono::Utc::now() - chrono::Duration::hours(1), None)
+            .await
+            .unwrap();
+        state.commits.len() == 3
+    })
+    .await;
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(kept, "main_commits rows written by serve");
+    let state = store
+        .signal_state(chrono::Utc::now() - chrono::Duration::hours(1), None)
+        .await
+        .unwrap();
+    let order: Vec<&str> = state.commits.iter().map(|c| c.sha.as_str()).collect();
+    assert_eq!(order, vec![sha(1), sha(2), sha(3)]);
+}
