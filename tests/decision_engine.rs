@@ -86,9 +86,13 @@ fn revert_of(app: &TestApp) -> Option<String> {
         })
 }
 
+const TRUNK_YML: &str = "name: trunk\non:\n  push:\n    branches: [main]\n  workflow_dispatch:\n    inputs:\n      jobs-to-include:\n        type: string\n      tests-to-include:\n        type: string\n";
+
 #[tokio::test]
 async fn a_breaking_commit_is_found_from_restarts_the_app_asked_for() {
     let app = TestApp::with(Options::default()).await;
+    app.github
+        .add_file(".github/workflows/trunk.yml", TRUNK_YML);
     for n in 1..=4 {
         land(&app, n).await;
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
@@ -115,6 +119,18 @@ async fn a_breaking_commit_is_found_from_restarts_the_app_asked_for() {
     assert!(
         !restarted.contains(&sha(1)),
         "nothing older than the parent: {restarted:?}"
+    );
+    // Every restart names the failing job's display name: the shard alone runs again.
+    for d in app.github.dispatches() {
+        assert_eq!(
+            d.body["inputs"]["jobs-to-include"], "linux-jammy-py3.10-gcc11",
+            "{:#}",
+            d.body
+        );
+    }
+    assert!(
+        restarted.contains(&sha(2)),
+        "the parent, the baseline: {restarted:?}"
     );
     // Recorded: the revert decision of the signal, in ClickHouse.
     app.settle().await;
