@@ -75,6 +75,26 @@ async fn run_restarts(app: &TestApp, done: &mut BTreeSet<u64>, commits: u32) -> 
     ran
 }
 
+/// Commits 1-4 land, a second apart (job times are in seconds).
+async fn land_all(app: &TestApp) {
+    for n in 1..=4 {
+        land(app, n).await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+}
+
+/// Runs the App's restarts as GitHub would, until it decides a revert (or a minute passes).
+async fn drive_to_revert(app: &TestApp) -> bool {
+    let mut done = BTreeSet::new();
+    eventually(60, async || {
+        app.settle().await;
+        run_restarts(app, &mut done, 4).await;
+        app.settle().await;
+        revert_of(app).is_some()
+    })
+    .await
+}
+
 fn revert_of(app: &TestApp) -> Option<String> {
     app.engine
         .decider()
@@ -93,18 +113,8 @@ async fn a_breaking_commit_is_found_from_restarts_the_app_asked_for() {
     let app = TestApp::with(Options::default()).await;
     app.github
         .add_file(".github/workflows/trunk.yml", TRUNK_YML);
-    for n in 1..=4 {
-        land(&app, n).await;
-        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    }
-    let mut done = BTreeSet::new();
-    let found = eventually(60, async || {
-        app.settle().await;
-        run_restarts(&app, &mut done, 4).await;
-        app.settle().await;
-        revert_of(&app).is_some()
-    })
-    .await;
+    land_all(&app).await;
+    let found = drive_to_revert(&app).await;
     let decisions = app.engine.decider().decisions(REPO);
     assert!(found, "no revert decided: {decisions:#?}");
     assert_eq!(revert_of(&app), Some(sha(3)), "the first failing commit");
@@ -197,14 +207,7 @@ async fn breakage_at(app: &TestApp, pushed: Option<chrono::DateTime<chrono::Utc>
         }
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
-    let mut done = BTreeSet::new();
-    let found = eventually(60, async || {
-        app.settle().await;
-        run_restarts(app, &mut done, 4).await;
-        app.settle().await;
-        revert_of(app).is_some()
-    })
-    .await;
+    let found = drive_to_revert(app).await;
     assert!(
         found,
         "no revert decided: {:#?}",
@@ -408,10 +411,7 @@ async fn the_daily_cap_counts_the_reverts_posted_before_a_restart() {
 #[tokio::test]
 async fn the_kill_switch_stops_a_revert_decided_while_it_is_on() {
     let app = app_in(RevertMode::Revert, |_, _| {}).await;
-    for n in 1..=4 {
-        land(&app, n).await;
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-    }
+    land_all(&app).await;
     // The restarts are asked for; then someone turns the kill switch on.
     let asked = eventually(30, async || {
         app.settle().await;
@@ -436,14 +436,7 @@ async fn the_kill_switch_stops_a_revert_decided_while_it_is_on() {
     })
     .await;
     assert!(on, "the kill switch is seen");
-    let mut done = BTreeSet::new();
-    let found = eventually(60, async || {
-        app.settle().await;
-        run_restarts(&app, &mut done, 4).await;
-        app.settle().await;
-        revert_of(&app).is_some()
-    })
-    .await;
+    let found = drive_to_revert(&app).await;
     assert!(found, "decided from the restarts already running");
     skipped(&app, "kill_switch").await;
 }

@@ -333,17 +333,7 @@ impl Engine {
             r.dry_run,
             r.reason.clone(),
         );
-        let written = match row {
-            Ok(row) => self.evidence.pytorch_event(table, row).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = written {
-            tracing::warn!(
-                restart = r.restart_id,
-                error = format!("{e:#}"),
-                "PyTorch's action log not written"
-            );
-        }
+        super::effects::tell_pytorch(&*self.evidence, table, row, &r.restart_id).await;
     }
 
     /// Marks a handled delivery done in the delivery log, behind its recorded rows.

@@ -100,6 +100,27 @@ pub trait Actions: RevertActions + Send + Sync {
     ) -> Result<CheckRunRef>;
 }
 
+/// Appends `row` to PyTorch's action log; a row that cannot be built or written is logged
+/// and dropped (the log is advisory for the Lambda: the App's own tables keep everything).
+pub async fn tell_pytorch(
+    evidence: &dyn Evidence,
+    table: &str,
+    row: Result<PytorchEventRow>,
+    about: &str,
+) {
+    let written = match row {
+        Ok(row) => evidence.pytorch_event(table, row).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
+        tracing::warn!(
+            about,
+            error = format!("{e:#}"),
+            "PyTorch's action log not written"
+        );
+    }
+}
+
 /// The check run a restart's view stands for (named by the restart id on its commit).
 pub fn check_run_request(r: &Restart, view: &CheckRunView) -> CheckRunRequest {
     CheckRunRequest {

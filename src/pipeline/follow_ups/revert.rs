@@ -159,18 +159,8 @@ impl Reverts {
         let keys = b.signals.iter().map(|(k, _)| k.job.clone()).collect();
         let row =
             PytorchEventRow::revert(&b.repo, &b.sha, workflows, keys, dry_run, "autorevert app");
-        let written = match row {
-            Ok(row) => self.evidence.pytorch_event(table, row).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = written {
-            tracing::warn!(
-                repo = b.repo,
-                sha = b.sha,
-                error = format!("{e:#}"),
-                "PyTorch's action log not written"
-            );
-        }
+        let about = format!("{}@{}", b.repo, b.sha);
+        crate::pipeline::effects::tell_pytorch(&*self.evidence, table, row, &about).await;
     }
 
     /// Whether the Lambda (or we, before) reverted the commit; unreadable: not known so.
