@@ -565,6 +565,10 @@ async fn serve_keeps_main_s_commits_from_push_events() {
         .signal_state(chrono::Utc::now() - chrono::Duration::hours(1), None)
         .await
         .unwrap();
-    let order: Vec<&str> = state.commits.iter().map(|c| c.sha.as_str()).collect();
-    assert_eq!(order, vec![sha(1), sha(2), sha(3)]);
+    // Rebuilt as the next start would: in landing order, whatever the seconds say.
+    let rebuilt = autorevert::pipeline::decider::Decider::new(Settings::default());
+    rebuilt.rebuild(&state, chrono::Utc::now());
+    let history = rebuilt.history(REPO).expect("a history");
+    let order: Vec<&str> = history.commits().newest_first().collect();
+    assert_eq!(order, vec![sha(3), sha(2), sha(1)]);
 }

@@ -277,7 +277,9 @@ impl Engine {
     /// The decision engine's part: the signals this delivery changed are decided again,
     /// the restarts they ask for claimed and carried out; what it did.
     async fn decide_signals(&self, d: &Delivery) -> Vec<Command> {
-        let decided = self.decider.on_event(&d.event, &self.policy, Utc::now());
+        let decided = self
+            .decider
+            .on_event(&d.event, &d.id, &self.policy, Utc::now());
         for row in decided.rows {
             self.evidence.record(row).await;
         }

@@ -24,13 +24,48 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub struct CommitOrder {
     commits: Vec<(String, DateTime<Utc>)>,
     index: HashMap<String, usize>,
+    /// sha -> the commit before it on main, as its push said.
+    parents: HashMap<String, String>,
 }
 
 impl CommitOrder {
     /// Adds a push's commits (oldest first) at its place in time: a push delivered late
     /// still goes before the newer ones. Commits already known keep their place.
     pub fn push<S: AsRef<str>>(&mut self, commits: &[S], at: DateTime<Utc>) -> usize {
-        let mut pos = self.commits.partition_point(|(_, t)| *t <= at);
+        let pos = self.commits.partition_point(|(_, t)| *t <= at);
+        self.insert(pos, commits, at)
+    }
+
+    /// Adds a push's commits right after `parent`, the commit main pointed at before the
+    /// push (its `before`), when that one is known: pushes in the same second, or handled
+    /// out of order, still land in order. Otherwise by time, as `push`.
+    pub fn push_after<S: AsRef<str>>(
+        &mut self,
+        parent: &str,
+        commits: &[S],
+        at: DateTime<Utc>,
+    ) -> usize {
+        let mut before = parent;
+        for sha in commits {
+            self.parents
+                .insert(sha.as_ref().to_string(), before.to_string());
+            before = sha.as_ref();
+        }
+        if let Some(&i) = self.index.get(parent) {
+            return self.insert(i + 1, commits, at);
+        }
+        // A child of the newest new commit is known already: just before it.
+        let child = self
+            .commits
+            .iter()
+            .position(|(s, _)| self.parents.get(s).map(String::as_str) == Some(before));
+        match child {
+            Some(i) => self.insert(i, commits, at),
+            None => self.push(commits, at),
+        }
+    }
+
+    fn insert<S: AsRef<str>>(&mut self, mut pos: usize, commits: &[S], at: DateTime<Utc>) -> usize {
         let appending = pos == self.commits.len();
         let mut added = 0;
         for sha in commits {
@@ -91,6 +126,9 @@ impl CommitOrder {
         let keep_from = self.commits.partition_point(|(_, at)| *at < cutoff);
         let gone: Vec<String> = self.commits.drain(..keep_from).map(|(s, _)| s).collect();
         self.reindex();
+        for sha in &gone {
+            self.parents.remove(sha);
+        }
         gone
     }
 }
@@ -159,6 +197,16 @@ impl History {
     /// A push to main: its commits, oldest first.
     pub fn push<S: AsRef<str>>(&mut self, commits: &[S], at: DateTime<Utc>) -> usize {
         self.order.push(commits, at)
+    }
+
+    /// A push to main on top of `parent` (its `before`): see `CommitOrder::push_after`.
+    pub fn push_after<S: AsRef<str>>(
+        &mut self,
+        parent: &str,
+        commits: &[S],
+        at: DateTime<Utc>,
+    ) -> usize {
+        self.order.push_after(parent, commits, at)
     }
 
     /// Records a job's state; returns the signal it belongs to when that signal changed

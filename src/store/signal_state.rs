@@ -18,7 +18,7 @@ pub(super) fn tables_v8(t: &Tables) -> Vec<String> {
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.main_commits (
                 repo LowCardinality(String), sha String, pushed_at DateTime64(3, 'UTC'),
-                seq UInt32, push_after String, delivery_id String
+                seq UInt32, parent String, delivery_id String
             ) ENGINE = ReplacingMergeTree ORDER BY (repo, sha)"
         ),
         format!(
@@ -69,7 +69,9 @@ pub struct MainCommitRow {
     #[serde(with = "clickhouse::serde::chrono::datetime64::millis")]
     pub pushed_at: DateTime<Utc>,
     pub seq: u32,
-    pub push_after: String,
+    /// The commit before it on main (the push's `before`, or the previous commit of the
+    /// same push): the order is rebuilt from these, times only break ties.
+    pub parent: String,
     pub delivery_id: String,
 }
 

@@ -88,7 +88,8 @@ impl Decider {
         let mut repos = self.repos();
         for c in &state.commits {
             let r = repos.entry(c.repo.clone()).or_default();
-            r.history.push(&[c.sha.as_str()], c.pushed_at);
+            r.history
+                .push_after(&c.parent, &[c.sha.as_str()], c.pushed_at);
         }
         for (repo, run) in state.runs() {
             repos.entry(repo.to_string()).or_default().record_run(&run);
@@ -108,14 +109,20 @@ impl Decider {
     }
 
     /// Takes one event; decides the signals it changed.
-    pub fn on_event(&self, event: &Event, policy: &Policy, now: DateTime<Utc>) -> Decided {
+    pub fn on_event(
+        &self,
+        event: &Event,
+        delivery_id: &str,
+        policy: &Policy,
+        now: DateTime<Utc>,
+    ) -> Decided {
         if !self.settings.enabled || !policy.repo_allowed(event.repo()) {
             return Decided::default();
         }
         let repo = event.repo().to_string();
         let mut repos = self.repos();
         let state = repos.entry(repo.clone()).or_default();
-        let (rows, keys) = state.observe(event, policy, now, self.settings.lookback);
+        let (rows, keys) = state.observe(event, delivery_id, policy, now, self.settings.lookback);
         let mut decided = state.decide(&repo, &keys, &self.settings.rules, now);
         let mut all = rows;
         all.append(&mut decided.rows);

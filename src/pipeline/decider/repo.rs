@@ -42,6 +42,7 @@ impl RepoState {
     pub(super) fn observe(
         &mut self,
         event: &Event,
+        delivery_id: &str,
         policy: &Policy,
         now: DateTime<Utc>,
         lookback: chrono::Duration,
@@ -51,7 +52,7 @@ impl RepoState {
         }
         match event {
             Event::Push(e) if e.branch() == Some(policy.main_branch.as_str()) => {
-                self.push(e, now, lookback)
+                self.push(e, delivery_id, now, lookback)
             }
             Event::WorkflowRun(e)
                 if tracked(
@@ -89,12 +90,13 @@ impl RepoState {
     fn push(
         &mut self,
         e: &PushEvent,
+        delivery_id: &str,
         now: DateTime<Utc>,
         lookback: chrono::Duration,
     ) -> (Vec<Entry>, Vec<SignalKey>) {
         let landed = e.landed();
         let at = e.pushed_at.unwrap_or(now);
-        if self.history.push(&landed, at) == 0 {
+        if self.history.push_after(&e.before, &landed, at) == 0 {
             return (Vec::new(), Vec::new());
         }
         self.history.forget_before(now - lookback);
@@ -107,8 +109,12 @@ impl RepoState {
                     sha: sha.clone(),
                     pushed_at: at,
                     seq: i as u32,
-                    push_after: e.after.clone(),
-                    delivery_id: String::new(),
+                    parent: if i == 0 {
+                        e.before.clone()
+                    } else {
+                        landed[i - 1].clone()
+                    },
+                    delivery_id: delivery_id.to_string(),
                 })
             })
             .collect();

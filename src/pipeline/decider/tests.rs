@@ -112,7 +112,7 @@ fn job(i: u32, run: u64, restart: bool, end: i64, conclusion: Conclusion) -> Eve
 fn feed(d: &Decider, events: &[Event]) -> Decided {
     let mut last = Decided::default();
     for e in events {
-        last = d.on_event(e, &policy(), at(200));
+        last = d.on_event(e, "d", &policy(), at(200));
     }
     last
 }
@@ -169,6 +169,7 @@ fn the_same_decision_again_records_nothing_and_is_not_new() {
     breakage(&d);
     let again = d.on_event(
         &job(4, 4, false, 80, Conclusion::Failure),
+        "d",
         &policy(),
         at(200),
     );
@@ -204,14 +205,14 @@ fn other_branches_workflows_and_repositories_are_not_kept() {
     if let Event::Push(p) = &mut e {
         p.git_ref = "refs/heads/feature".into();
     }
-    let decided = d.on_event(&e, &policy(), at(0));
+    let decided = d.on_event(&e, "d", &policy(), at(0));
     assert!(decided.rows.is_empty());
     assert_eq!(d.history(REPO).map(|h| h.commits().len()), Some(0));
     let off = Decider::new(Settings {
         enabled: false,
         ..Settings::default()
     });
-    off.on_event(&push(1), &policy(), at(0));
+    off.on_event(&push(1), "d", &policy(), at(0));
     assert!(off.history(REPO).is_none(), "off keeps nothing");
 }
 
@@ -233,7 +234,7 @@ fn a_rebuilt_decider_decides_as_the_live_one() {
     let fresh = Decider::new(Settings::default());
     let mut state = SignalState::default();
     for e in (1..=4).map(push) {
-        for row in fresh.on_event(&e, &policy(), at(200)).rows {
+        for row in fresh.on_event(&e, "d", &policy(), at(200)).rows {
             if let Entry::MainCommit(c) = row {
                 state.commits.push(c);
             }
@@ -250,4 +251,35 @@ fn a_rebuilt_decider_decides_as_the_live_one() {
         .map(str::to_string)
         .collect();
     assert_eq!(order, (1..=4).rev().map(sha).collect::<Vec<_>>());
+}
+
+#[test]
+fn pushes_in_one_second_or_out_of_order_land_in_the_order_of_their_parents() {
+    let same_second = |i: u32| {
+        let mut e = push(i);
+        if let Event::Push(p) = &mut e {
+            p.pushed_at = Some(at(0));
+        }
+        e
+    };
+    let d = Decider::new(Settings::default());
+    let mut rows = Vec::new();
+    for i in [1, 3, 2] {
+        rows.extend(d.on_event(&same_second(i), "d", &policy(), at(1)).rows);
+    }
+    let order = |d: &Decider| -> Vec<String> {
+        let h = d.history(REPO).expect("history");
+        h.commits().newest_first().map(str::to_string).collect()
+    };
+    assert_eq!(order(&d), vec![sha(3), sha(2), sha(1)]);
+    // Rebuilt from the rows in any order of the same second: the same order.
+    let mut state = SignalState::default();
+    for row in rows.into_iter().rev() {
+        if let Entry::MainCommit(c) = row {
+            state.commits.push(c);
+        }
+    }
+    let rebuilt = Decider::new(Settings::default());
+    rebuilt.rebuild(&state, at(1));
+    assert_eq!(order(&rebuilt), vec![sha(3), sha(2), sha(1)]);
 }
