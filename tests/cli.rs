@@ -227,3 +227,323 @@ fn serve_refuses_bad_configuration_with_one_clear_line() {
         );
     }
 }
+
+// ---- `autorevert signals` and the decisions in `autorevert check` ----
+
+use autorevert::intake::events::{Job, Run};
+use autorevert::store::batch::{Batch, Entry};
+use autorevert::store::rows::JobResultRow;
+use autorevert::store::signal_state::{DecisionRow, MainCommitRow, RevertActionRow, RunResultRow};
+use chrono::{DateTime, Duration, Utc};
+
+/// The signal `TEST_1` merges into (shards merged, config kept).
+const SIGNAL: &str = "linux-jammy-py3.10-gcc11 / test (default)";
+
+/// A commit whose short sha (7 characters) is its own: `201aaaa…`.
+fn landed(n: u32) -> String {
+    format!("{n:03}{}", "a".repeat(37))
+}
+
+/// A completed run of trunk on `sha` (a push on main, or a restart on `trunk/<sha>`).
+fn trunk_run(id: u64, sha: &str, restart: bool, at: DateTime<Utc>, conclusion: &str) -> Run {
+    Run {
+        id,
+        name: "trunk".into(),
+        path: ".github/workflows/trunk.yml".into(),
+        head_sha: sha.into(),
+        head_branch: Some(if restart {
+            format!("trunk/{sha}")
+        } else {
+            "main".into()
+        }),
+        event: if restart { "workflow_dispatch" } else { "push" }.into(),
+        status: "completed".into(),
+        conclusion: Some(conclusion.into()),
+        run_attempt: 1,
+        workflow_id: 1,
+        created_at: at,
+        updated_at: Some(at + Duration::minutes(40)),
+        html_url: String::new(),
+        url: String::new(),
+    }
+}
+
+/// Its `TEST_1` job, started a minute after the run and done 30 minutes later.
+fn trunk_job(run: &Run, conclusion: &str) -> Job {
+    Job {
+        id: run.id * 10,
+        run_id: run.id,
+        run_attempt: 1,
+        name: TEST_1.into(),
+        workflow_name: "trunk".into(),
+        head_sha: run.head_sha.clone(),
+        head_branch: run.head_branch.clone(),
+        status: "completed".into(),
+        conclusion: Some(conclusion.into()),
+        created_at: Some(run.created_at),
+        started_at: Some(run.created_at + Duration::minutes(1)),
+        completed_at: Some(run.created_at + Duration::minutes(31)),
+        ..Default::default()
+    }
+}
+
+/// Five commits landed half an hour apart from `t0` (a, b pass; c broke `TEST_1`, d and e
+/// fail too), then the suspect c and its parent b ran again side by side: c failed the
+/// same job again, b passed. What the App records in ClickHouse as it sees it happen.
+async fn broken_trunk(app: &TestApp, t0: DateTime<Utc>) -> Vec<String> {
+    let shas: Vec<String> = (201..=205).map(landed).collect();
+    let mut b = Batch::default();
+    let mut ran = |run: Run, conclusion: &str| {
+        b.push(Entry::Job(JobResultRow::new(
+            REPO,
+            &trunk_job(&run, conclusion),
+        )));
+        b.push(Entry::Run(RunResultRow::new(REPO, &run)));
+    };
+    for (i, s) in shas.iter().enumerate() {
+        let at = t0 + Duration::minutes(30 * i as i64);
+        let conclusion = if i < 2 { "success" } else { "failure" };
+        ran(
+            trunk_run(
+                7_000 + i as u64,
+                s,
+                false,
+                at + Duration::minutes(1),
+                conclusion,
+            ),
+            conclusion,
+        );
+    }
+    let paired = t0 + Duration::hours(3);
+    ran(
+        trunk_run(7_101, &shas[1], true, paired, "success"),
+        "success",
+    );
+    ran(
+        trunk_run(
+            7_102,
+            &shas[2],
+            true,
+            paired + Duration::minutes(1),
+            "failure",
+        ),
+        "failure",
+    );
+    for (i, s) in shas.iter().enumerate() {
+        b.push(Entry::MainCommit(MainCommitRow {
+            repo: REPO.into(),
+            sha: s.clone(),
+            pushed_at: t0 + Duration::minutes(30 * i as i64),
+            seq: 0,
+            push_after: s.clone(),
+            delivery_id: String::new(),
+        }));
+    }
+    app.store.write(&mut b).await.expect("writing the history");
+    shas
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_shows_the_grid_and_decides_as_the_app_does() {
+    let app = TestApp::start().await;
+    let env = app.clickhouse_env();
+    let t0 = Utc::now() - Duration::hours(6);
+    let shas = broken_trunk(&app, t0).await;
+    let (suspect, baseline) = (&shas[2], &shas[1]);
+    assert_ne!(suspect[..7], baseline[..7]);
+
+    let o = autorevert(
+        &["signals", "trunk", "--repo", REPO, "--width", "160"],
+        &env,
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.starts_with("trunk on pytorch/pytorch as of "), "{out}");
+    assert!(
+        out.contains("5 commit(s), 1 signal(s) shown (1 failing); decisions: 1 revert"),
+        "{out}"
+    );
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(&format!("trunk:{SIGNAL} ")))
+        .unwrap_or_else(|| panic!("no row for the signal: {out}"));
+    assert!(
+        row.contains(" REVERT ") && row.ends_with("F  F  FF SS S"),
+        "{row}"
+    );
+    assert!(
+        out.contains(&format!(
+            "trunk:{SIGNAL}: revert {} (baseline {})",
+            &suspect[..7],
+            &baseline[..7]
+        )),
+        "the suspect and its reason: {out}"
+    );
+
+    let o = autorevert(&["signals", "trunk", "--repo", REPO, "--json"], &env);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("--json is JSON");
+    assert_eq!(json["workflow"], "trunk");
+    assert_eq!(json["lookback_hours"], 16);
+    assert_eq!(json["commits"].as_array().unwrap().len(), 5);
+    assert_eq!(json["commits"][0]["sha"], shas[4], "newest first");
+    assert!(json["commits"][0]["pushed_at"].is_string());
+    let signal = &json["signals"][0];
+    assert_eq!(signal["job"], SIGNAL);
+    assert_eq!(signal["decision"]["kind"], "revert");
+    assert_eq!(signal["decision"]["suspect"], suspect.as_str());
+    assert_eq!(signal["decision"]["baseline"], baseline.as_str());
+    assert_eq!(
+        signal["cells"][2].as_array().unwrap().len(),
+        2,
+        "c ran twice"
+    );
+
+    // The same thresholds as serve: five failures needed, four seen.
+    let mut strict = env.clone();
+    strict.push(("DECIDE_MIN_FAILURES".into(), "5".into()));
+    strict.push(("DECIDE_SUSPECT_FAILURES".into(), "2".into()));
+    let o = autorevert(&["signals", "trunk", "--repo", REPO, "--json"], &strict);
+    let json: serde_json::Value = serde_json::from_str(&text(&o).0).expect("JSON");
+    assert_ne!(json["signals"][0]["decision"]["kind"], "revert", "{json:#}");
+
+    // As of a moment after b landed: two commits, nothing had failed yet.
+    let before = (t0 + Duration::minutes(45)).to_rfc3339();
+    let o = autorevert(
+        &["signals", "trunk", "--repo", REPO, "--as-of", &before],
+        &env,
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("no signal to show over 2 commit(s)"), "{out}");
+    assert!(!out.contains("REVERT") && !out.contains('F'), "{out}");
+    let minute = (t0 + Duration::minutes(45))
+        .format("%Y-%m-%d %H:%M")
+        .to_string();
+    let o = autorevert(
+        &[
+            "signals", "trunk", "--repo", REPO, "--as-of", &minute, "--json",
+        ],
+        &env,
+    );
+    let json: serde_json::Value = serde_json::from_str(&text(&o).0).expect("JSON");
+    assert_eq!(json["commits"].as_array().unwrap().len(), 2, "{json:#}");
+    assert_eq!(json["signals"].as_array().unwrap().len(), 0, "{json:#}");
+
+    // Another workflow has no signal here; the message names those seen.
+    let o = autorevert(&["signals", "trnk", "--repo", REPO], &env);
+    let (out, _) = text(&o);
+    assert!(o.status.success());
+    assert!(
+        out.contains("no job of workflow \"trnk\" in the window; workflows seen: trunk"),
+        "{out}"
+    );
+}
+
+#[test]
+fn signals_refuses_a_bad_time_and_an_unreachable_clickhouse_clearly() {
+    let env = vec![(
+        "CLICKHOUSE_URL".to_string(),
+        "http://127.0.0.1:9".to_string(),
+    )];
+    let o = autorevert(&["signals", "trunk", "--as-of", "yesterday"], &env);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    assert!(
+        err.contains("--as-of") && err.contains("is not a time"),
+        "{err}"
+    );
+    let o = autorevert(
+        &["signals", "trunk", "--as-of", "2999-01-01T00:00:00Z"],
+        &env,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("in the future"), "{:?}", text(&o));
+
+    let o = autorevert(&["signals", "trunk"], &env);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(
+        err.contains("ClickHouse at http://127.0.0.1:9/ is not reachable"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let o = autorevert(&["signals", "trunk", "--width", "wide"], &env);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_shows_the_decisions_about_a_commit_and_the_revert_action() {
+    let app = TestApp::start().await;
+    let env = app.clickhouse_env();
+    let (parent, suspect, newer) = (landed(301), landed(302), landed(303));
+    let now = Utc::now();
+    let decision = |job: &str, label: &str, reason: &str| DecisionRow {
+        ts: now,
+        repo: REPO.into(),
+        workflow: "trunk".into(),
+        job: job.into(),
+        label: label.into(),
+        reason: reason.into(),
+        suspect: String::new(),
+        baseline: String::new(),
+        restarts: vec![],
+        detail: "{}".into(),
+    };
+    let mut b = Batch::default();
+    let mut revert = decision(SIGNAL, "revert", "revert");
+    revert.suspect = suspect.clone();
+    revert.baseline = parent.clone();
+    b.push(Entry::Decision(revert));
+    let mut restart = decision("linux-jammy / build", "restart", "restart");
+    restart.restarts = vec![format!("{newer}:same_revision_repro")];
+    b.push(Entry::Decision(restart));
+    b.push(Entry::Decision(decision(
+        "other / test",
+        "ineligible",
+        "flaky",
+    )));
+    b.push(Entry::RevertAction(RevertActionRow {
+        repo: REPO.into(),
+        sha: suspect.clone(),
+        action: "revert".into(),
+        target: 4242,
+        reason: String::new(),
+        signals: vec![format!("trunk:{SIGNAL}")],
+        state: "posted".into(),
+        comment_id: Some(77),
+        comment_url: format!("https://github.com/{REPO}/pull/4242#issuecomment-77"),
+        detail: "revert on PR #4242".into(),
+        decided_at: now,
+        updated_at: now,
+        version: 1,
+    }));
+    app.store.write(&mut b).await.unwrap();
+
+    let o = autorevert(&["check", "trunk", &suspect, "--repo", REPO], &env);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "not restarted: {out}{err}");
+    assert!(
+        out.contains(&format!("trunk:{SIGNAL} revert (the suspect; revert)")),
+        "{out}"
+    );
+    assert!(
+        out.contains("culprit: revert on PR #4242: posted")
+            && out.contains("comment https://github.com/pytorch/pytorch/pull/4242#issuecomment-77"),
+        "{out}"
+    );
+    assert!(!out.contains("build") && !out.contains("flaky"), "{out}");
+    let o = autorevert(&["check", "trunk", &parent, "--repo", REPO], &env);
+    let (out, _) = text(&o);
+    assert!(out.contains("revert (the baseline; revert)"), "{out}");
+    assert!(!out.contains("culprit"), "{out}");
+    let o = autorevert(&["check", "trunk", &newer, "--repo", REPO], &env);
+    let (out, _) = text(&o);
+    assert!(
+        out.contains(
+            "trunk:linux-jammy / build restart (to run again: same_revision_repro; restart)"
+        ),
+        "{out}"
+    );
+}

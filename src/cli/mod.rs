@@ -1,5 +1,5 @@
 //! The command line: `serve`, `migrate`, `restart`, `check`, `replay`, `redeliver`,
-//! `doctor`, `healthcheck`, `simulate`.
+//! `doctor`, `healthcheck`, `simulate`, `signals`.
 
 mod check;
 mod doctor;
@@ -8,6 +8,7 @@ mod redeliver;
 mod replay;
 mod restart;
 mod serve;
+mod signals;
 mod simulate;
 
 use crate::config::{ClickHouseArgs, GitHubArgs, PolicyArgs, ServeArgs};
@@ -150,6 +151,10 @@ enum Cmd {
     /// Score decision policies (the App's engine, PyTorch's Lambda, any program) on a
     /// simulated trunk: false reverts, missed breakages, time to revert, restart job-hours.
     Simulate(simulate::SimulateArgs),
+    /// The signals grid of a workflow as the App decides it: main's commits (newest first)
+    /// × its signals, with each failing signal's decision (revert, restart, or why not)
+    /// and its reason, read from ClickHouse. --as-of shows an earlier moment.
+    Signals(signals::SignalsArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -275,6 +280,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             timeout_secs,
         } => healthcheck::run(listen_addr, Duration::from_secs(timeout_secs.max(1))).await,
         Cmd::Simulate(args) => simulate::run(args),
+        Cmd::Signals(args) => signals::run(args).await,
     }
 }
 
