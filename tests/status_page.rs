@@ -624,6 +624,24 @@ async fn decisions_show_the_signals_that_act_and_the_culprits_acted_on() {
     assert_eq!(detail["restart"]["asked_by_engine"], true);
     let plain_page = page(&app, &format!("/restarts/{}", plain.restart_id)).await;
     assert!(!plain_page.contains("Asked by"), "{plain_page}");
+
+    // As a browser shows it (`status-decisions.png` among the test artifacts).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, app.router.clone()).into_future());
+    let dom = chromium(&["--dump-dom", &format!("{base}/")]).await;
+    assert!(dom.contains("<tr class=\"culprit\">"), "{dom}");
+    let dir = artifacts_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let shot = dir.join("status-decisions.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(&[
+        &format!("--screenshot={}", shot.display()),
+        "--window-size=1280,700",
+        &format!("{base}/"),
+    ])
+    .await;
+    assert!(std::fs::read(&shot).is_ok_and(|png| png.starts_with(b"\x89PNG")));
 }
 
 /// The page as a browser renders it: headless Chromium against the router on a real port.
