@@ -108,7 +108,7 @@ impl Reverts {
     /// The latest action about each commit, newest first (status page).
     pub fn actions(&self) -> Vec<RevertActionRow> {
         let mut out: Vec<RevertActionRow> = self.acted().values().cloned().collect();
-        out.sort_by(|a, b| b.decided_at.cmp(&a.decided_at));
+        out.sort_by_key(|r| std::cmp::Reverse(r.decided_at));
         out
     }
 
