@@ -231,9 +231,9 @@ fn serve_refuses_bad_configuration_with_one_clear_line() {
 // ---- `autorevert signals` and the decisions in `autorevert check` ----
 
 use autorevert::store::batch::{Batch, Entry};
-use autorevert::store::signal_state::{DecisionRow, RevertActionRow};
+use autorevert::store::signal_state::DecisionRow;
 use chrono::{Duration, Utc};
-use common::trunk_history::{SIGNAL, broken_trunk, landed};
+use common::trunk_history::{SIGNAL, broken_trunk, landed, posted_revert};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signals_shows_the_grid_and_decides_as_the_app_does() {
@@ -396,21 +396,7 @@ async fn check_shows_the_decisions_about_a_commit_and_the_revert_action() {
         "ineligible",
         "flaky",
     )));
-    b.push(Entry::RevertAction(RevertActionRow {
-        repo: REPO.into(),
-        sha: suspect.clone(),
-        action: "revert".into(),
-        target: 4242,
-        reason: String::new(),
-        signals: vec![format!("trunk:{SIGNAL}")],
-        state: "posted".into(),
-        comment_id: Some(77),
-        comment_url: format!("https://github.com/{REPO}/pull/4242#issuecomment-77"),
-        detail: "revert on PR #4242".into(),
-        decided_at: now,
-        updated_at: now,
-        version: 1,
-    }));
+    b.push(Entry::RevertAction(posted_revert(&suspect, now)));
     app.store.write(&mut b).await.unwrap();
 
     let o = autorevert(&["check", "trunk", &suspect, "--repo", REPO], &env);

@@ -11,12 +11,11 @@ use autorevert::restart::{CheckRun, Restart, RestartKey, Status, Timeline, Verdi
 use autorevert::store::Store;
 use autorevert::store::batch::{Batch, Entry};
 use autorevert::store::rows::{EventRow, RestartRow, VerdictRow};
-use autorevert::store::signal_state::RevertActionRow;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::{DateTime, Duration, Utc};
 use common::fake_github::FakeGitHub;
-use common::trunk_history::{SIGNAL, broken_trunk, landed};
+use common::trunk_history::{SIGNAL, broken_trunk, landed, posted_revert, revert_comment_url};
 use common::*;
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -518,26 +517,12 @@ async fn decisions_show_the_signals_that_act_and_the_culprits_acted_on() {
     let shas = broken_trunk(&store, Utc::now() - Duration::hours(6)).await;
     let (baseline, suspect) = (&shas[1], &shas[2]);
     let now = Utc::now();
-    let comment = format!("https://github.com/{REPO}/pull/4242#issuecomment-77");
+    let comment = revert_comment_url();
     let mut asked = restart(1, Status::DryRun, None, "trunk");
     asked.reason = format!("asked by the decision engine for {SIGNAL}");
     let plain = restart(2, Status::DryRun, None, "trunk");
     let mut b = Batch::default();
-    b.push(Entry::RevertAction(RevertActionRow {
-        repo: REPO.into(),
-        sha: suspect.clone(),
-        action: "revert".into(),
-        target: 4242,
-        reason: String::new(),
-        signals: vec![format!("trunk:{SIGNAL}")],
-        state: "posted".into(),
-        comment_id: Some(77),
-        comment_url: comment.clone(),
-        detail: "revert on PR #4242".into(),
-        decided_at: now,
-        updated_at: now,
-        version: 1,
-    }));
+    b.push(Entry::RevertAction(posted_revert(suspect, now)));
     b.push(Entry::Restart(RestartRow::from(&asked)));
     b.push(Entry::Restart(RestartRow::from(&plain)));
     store.write(&mut b).await.unwrap();

@@ -291,3 +291,17 @@ fn check_sha(sha: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// A time ago as the commands take it: `90m`, `6h`, `2d` (`--since`, `--as-of`); None when
+/// the text is not one.
+fn time_ago(text: &str) -> Option<chrono::Duration> {
+    let cut = text.char_indices().last().map_or(0, |(i, _)| i);
+    let (n, unit) = text.split_at(cut);
+    let n: i64 = n.parse().ok().filter(|n| (1..=100_000).contains(n))?;
+    match unit {
+        "m" => Some(chrono::Duration::minutes(n)),
+        "h" => Some(chrono::Duration::hours(n)),
+        "d" => Some(chrono::Duration::days(n)),
+        _ => None,
+    }
+}

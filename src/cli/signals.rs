@@ -188,25 +188,12 @@ pub fn parse_as_of(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
 
 /// `90m`, `6h`, `2d` as a duration.
 fn ago(text: &str) -> Result<chrono::Duration> {
-    let why = || {
+    super::time_ago(text).with_context(|| {
         format!(
             "{text:?} is not a time: give RFC 3339 (2026-11-30T12:00:00Z), \
              2026-11-30 12:00 (UTC) or a time ago (90m, 6h, 2d)"
         )
-    };
-    let cut = text.char_indices().last().map_or(0, |(i, _)| i);
-    let (n, unit) = text.split_at(cut);
-    let n: i64 = n
-        .parse()
-        .ok()
-        .filter(|n| (1..=100_000).contains(n))
-        .with_context(why)?;
-    match unit {
-        "m" => Ok(chrono::Duration::minutes(n)),
-        "h" => Ok(chrono::Duration::hours(n)),
-        "d" => Ok(chrono::Duration::days(n)),
-        _ => bail!(why()),
-    }
+    })
 }
 
 #[cfg(test)]

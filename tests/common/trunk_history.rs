@@ -7,7 +7,7 @@ use autorevert::intake::events::{Job, Run};
 use autorevert::store::Store;
 use autorevert::store::batch::{Batch, Entry};
 use autorevert::store::rows::JobResultRow;
-use autorevert::store::signal_state::{MainCommitRow, RunResultRow};
+use autorevert::store::signal_state::{MainCommitRow, RevertActionRow, RunResultRow};
 use chrono::{DateTime, Duration, Utc};
 
 /// The signal `TEST_1` merges into (shards merged, config kept).
@@ -115,4 +115,28 @@ pub async fn broken_trunk(store: &Store, t0: DateTime<Utc>) -> Vec<String> {
     }
     store.write(&mut b).await.expect("writing the history");
     shas
+}
+
+/// The comment of the revert `posted_revert` records.
+pub fn revert_comment_url() -> String {
+    format!("https://github.com/{REPO}/pull/4242#issuecomment-77")
+}
+
+/// What the App records once its revert comment on PR #4242 is posted for `sha`.
+pub fn posted_revert(sha: &str, at: DateTime<Utc>) -> RevertActionRow {
+    RevertActionRow {
+        repo: REPO.into(),
+        sha: sha.into(),
+        action: "revert".into(),
+        target: 4242,
+        reason: String::new(),
+        signals: vec![format!("trunk:{SIGNAL}")],
+        state: "posted".into(),
+        comment_id: Some(77),
+        comment_url: revert_comment_url(),
+        detail: "revert PR #4242".into(),
+        decided_at: at,
+        updated_at: at,
+        version: 1,
+    }
 }
