@@ -10,6 +10,7 @@ use crate::pipeline::decider::Decider;
 use crate::signals::SignalKey;
 use crate::signals::grid::{Grid, VerdictKind, render_text};
 use crate::store::Store;
+use crate::store::signal_state::SignalState;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
@@ -61,7 +62,7 @@ pub async fn run(args: SignalsArgs) -> Result<ExitCode> {
         .with_context(|| format!("ClickHouse at {} is not reachable", cfg.display_url()))?;
     let as_of = args.as_of.unwrap_or_else(Utc::now);
     let since = as_of - settings.lookback;
-    let state = store
+    let mut state = store
         .signal_state(since, args.as_of)
         .await
         .with_context(|| {
@@ -71,6 +72,7 @@ pub async fn run(args: SignalsArgs) -> Result<ExitCode> {
             )
         })?;
     let lookback_hours = settings.lookback.num_hours();
+    let seen = only(&mut state, &args.repo, &args.workflow);
     let decider = Decider::new(settings);
     decider.rebuild(&state, as_of);
     let grid = workflow_grid(&decider, &args.repo, &args.workflow, args.all);
@@ -92,15 +94,12 @@ pub async fn run(args: SignalsArgs) -> Result<ExitCode> {
         as_of.format("%Y-%m-%d %H:%M:%S"),
         summary(&grid)
     );
-    if grid.signals.is_empty() && grid.hidden == 0 {
-        let others = workflows_seen(&decider, &args.repo);
-        if !others.is_empty() && !others.contains(&args.workflow) {
-            println!(
-                "no job of workflow {:?} in the window; workflows seen: {}",
-                args.workflow,
-                others.join(", ")
-            );
-        }
+    if !seen.is_empty() && !seen.contains(&args.workflow) {
+        println!(
+            "no job of workflow {:?} in the window; workflows seen: {}",
+            args.workflow,
+            seen.join(", ")
+        );
     }
     print!("{}", render_text(&grid, args.width.unwrap_or_else(columns)));
     Ok(ExitCode::SUCCESS)
@@ -126,12 +125,23 @@ fn workflow_grid(decider: &Decider, repo: &str, workflow: &str, all: bool) -> Gr
     grid.with_pushed_at(|sha| history.commits().pushed_at(sha))
 }
 
-/// The workflows of a repository's signals in the window.
-fn workflows_seen(decider: &Decider, repo: &str) -> Vec<String> {
-    let history = decider.history(repo).unwrap_or_default();
-    let mut seen: Vec<String> = history.keys().map(|k| k.workflow.clone()).collect();
+/// Keeps only what the grid of one repository's workflow is built from (its decisions
+/// depend on nothing else): the engine is rebuilt from a fraction of the window. Returns
+/// the workflows the repository's jobs belong to.
+fn only(state: &mut SignalState, repo: &str, workflow: &str) -> Vec<String> {
+    state.commits.retain(|c| c.repo == repo);
+    state.jobs.retain(|j| j.repo() == repo);
+    let mut seen: Vec<String> = state
+        .jobs
+        .iter()
+        .map(|j| j.workflow_name().to_string())
+        .collect();
     seen.sort();
     seen.dedup();
+    state.jobs.retain(|j| j.workflow_name() == workflow);
+    state
+        .runs
+        .retain(|r| r.repo() == repo && r.run().name == workflow);
     seen
 }
 
