@@ -278,6 +278,7 @@ async fn signals_shows_the_grid_and_decides_as_the_app_does() {
     let json: serde_json::Value = serde_json::from_str(&out).expect("--json is JSON");
     assert_eq!(json["workflow"], "trunk");
     assert_eq!(json["lookback_hours"], 16);
+    assert_eq!(json["workflows_seen"], serde_json::json!(["trunk"]));
     assert_eq!(json["commits"].as_array().unwrap().len(), 5);
     assert_eq!(json["commits"][0]["sha"], shas[4], "newest first");
     assert!(json["commits"][0]["pushed_at"].is_string());

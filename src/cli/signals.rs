@@ -48,6 +48,8 @@ struct Shown<'a> {
     workflow: &'a str,
     as_of: DateTime<Utc>,
     lookback_hours: i64,
+    /// The workflows with jobs in the window (a name given wrong shows here).
+    workflows_seen: &'a [String],
     #[serde(flatten)]
     grid: &'a Grid,
 }
@@ -82,6 +84,7 @@ pub async fn run(args: SignalsArgs) -> Result<ExitCode> {
             workflow: &args.workflow,
             as_of,
             lookback_hours,
+            workflows_seen: &seen,
             grid: &grid,
         };
         println!("{}", serde_json::to_string_pretty(&shown)?);
