@@ -250,3 +250,202 @@ fn serve_refuses_bad_configuration_with_one_clear_line() {
         );
     }
 }
+
+// ---- `autorevert signals` and the decisions in `autorevert check` ----
+
+use autorevert::store::batch::{Batch, Entry};
+use autorevert::store::signal_state::DecisionRow;
+use chrono::{Duration, Utc};
+use common::trunk_history::{SIGNAL, broken_trunk, landed, posted_revert};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_shows_the_grid_and_decides_as_the_app_does() {
+    let app = TestApp::start().await;
+    let env = app.clickhouse_env();
+    let t0 = Utc::now() - Duration::hours(6);
+    let shas = broken_trunk(&app.store, t0).await;
+    let (suspect, baseline) = (&shas[2], &shas[1]);
+    assert_ne!(suspect[..7], baseline[..7]);
+
+    let o = autorevert(
+        &["signals", "trunk", "--repo", REPO, "--width", "160"],
+        &env,
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.starts_with("trunk on pytorch/pytorch as of "), "{out}");
+    assert!(
+        out.contains("5 commit(s), 1 signal(s) shown (1 failing); decisions: 1 revert"),
+        "{out}"
+    );
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(&format!("trunk:{SIGNAL} ")))
+        .unwrap_or_else(|| panic!("no row for the signal: {out}"));
+    assert!(
+        row.contains(" REVERT ") && row.ends_with("F  F  FF SS S"),
+        "{row}"
+    );
+    assert!(
+        out.contains(&format!(
+            "trunk:{SIGNAL}: revert {} (baseline {})",
+            &suspect[..7],
+            &baseline[..7]
+        )),
+        "the suspect and its reason: {out}"
+    );
+
+    let o = autorevert(&["signals", "trunk", "--repo", REPO, "--json"], &env);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("--json is JSON");
+    assert_eq!(json["workflow"], "trunk");
+    assert_eq!(json["lookback_hours"], 16);
+    assert_eq!(json["workflows_seen"], serde_json::json!(["trunk"]));
+    assert_eq!(json["commits"].as_array().unwrap().len(), 5);
+    assert_eq!(json["commits"][0]["sha"], shas[4], "newest first");
+    assert!(json["commits"][0]["pushed_at"].is_string());
+    let signal = &json["signals"][0];
+    assert_eq!(signal["job"], SIGNAL);
+    assert_eq!(signal["decision"]["kind"], "revert");
+    assert_eq!(signal["decision"]["suspect"], suspect.as_str());
+    assert_eq!(signal["decision"]["baseline"], baseline.as_str());
+    assert_eq!(
+        signal["cells"][2].as_array().unwrap().len(),
+        2,
+        "c ran twice"
+    );
+
+    // The same thresholds as serve: five failures needed, four seen.
+    let mut strict = env.clone();
+    strict.push(("DECIDE_MIN_FAILURES".into(), "5".into()));
+    strict.push(("DECIDE_SUSPECT_FAILURES".into(), "2".into()));
+    let o = autorevert(&["signals", "trunk", "--repo", REPO, "--json"], &strict);
+    let json: serde_json::Value = serde_json::from_str(&text(&o).0).expect("JSON");
+    assert_ne!(json["signals"][0]["decision"]["kind"], "revert", "{json:#}");
+
+    // As of a moment after b landed: two commits, nothing had failed yet.
+    let before = (t0 + Duration::minutes(45)).to_rfc3339();
+    let o = autorevert(
+        &["signals", "trunk", "--repo", REPO, "--as-of", &before],
+        &env,
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("no signal to show over 2 commit(s)"), "{out}");
+    assert!(!out.contains("REVERT") && !out.contains('F'), "{out}");
+    let minute = (t0 + Duration::minutes(45))
+        .format("%Y-%m-%d %H:%M")
+        .to_string();
+    let o = autorevert(
+        &[
+            "signals", "trunk", "--repo", REPO, "--as-of", &minute, "--json",
+        ],
+        &env,
+    );
+    let json: serde_json::Value = serde_json::from_str(&text(&o).0).expect("JSON");
+    assert_eq!(json["commits"].as_array().unwrap().len(), 2, "{json:#}");
+    assert_eq!(json["signals"].as_array().unwrap().len(), 0, "{json:#}");
+
+    // Another workflow has no signal here; the message names those seen.
+    let o = autorevert(&["signals", "trnk", "--repo", REPO], &env);
+    let (out, _) = text(&o);
+    assert!(o.status.success());
+    assert!(
+        out.contains("no job of workflow \"trnk\" in the window; workflows seen: trunk"),
+        "{out}"
+    );
+}
+
+#[test]
+fn signals_refuses_a_bad_time_and_an_unreachable_clickhouse_clearly() {
+    let env = vec![(
+        "CLICKHOUSE_URL".to_string(),
+        "http://127.0.0.1:9".to_string(),
+    )];
+    let o = autorevert(&["signals", "trunk", "--as-of", "yesterday"], &env);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    assert!(
+        err.contains("--as-of") && err.contains("is not a time"),
+        "{err}"
+    );
+    let o = autorevert(
+        &["signals", "trunk", "--as-of", "2999-01-01T00:00:00Z"],
+        &env,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("in the future"), "{:?}", text(&o));
+
+    let o = autorevert(&["signals", "trunk"], &env);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(
+        err.contains("ClickHouse at http://127.0.0.1:9/ is not reachable"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let o = autorevert(&["signals", "trunk", "--width", "wide"], &env);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_shows_the_decisions_about_a_commit_and_the_revert_action() {
+    let app = TestApp::start().await;
+    let env = app.clickhouse_env();
+    let (parent, suspect, newer) = (landed(301), landed(302), landed(303));
+    let now = Utc::now();
+    let decision = |job: &str, label: &str, reason: &str| DecisionRow {
+        ts: now,
+        repo: REPO.into(),
+        workflow: "trunk".into(),
+        job: job.into(),
+        label: label.into(),
+        reason: reason.into(),
+        suspect: String::new(),
+        baseline: String::new(),
+        restarts: vec![],
+        detail: "{}".into(),
+    };
+    let mut b = Batch::default();
+    let mut revert = decision(SIGNAL, "revert", "revert");
+    revert.suspect = suspect.clone();
+    revert.baseline = parent.clone();
+    b.push(Entry::Decision(revert));
+    let mut restart = decision("linux-jammy / build", "restart", "restart");
+    restart.restarts = vec![format!("{newer}:same_revision_repro")];
+    b.push(Entry::Decision(restart));
+    b.push(Entry::Decision(decision(
+        "other / test",
+        "ineligible",
+        "flaky",
+    )));
+    b.push(Entry::RevertAction(posted_revert(&suspect, now)));
+    app.store.write(&mut b).await.unwrap();
+
+    let o = autorevert(&["check", "trunk", &suspect, "--repo", REPO], &env);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "not restarted: {out}{err}");
+    assert!(
+        out.contains(&format!("trunk:{SIGNAL} revert (the suspect; revert)")),
+        "{out}"
+    );
+    assert!(
+        out.contains("culprit: revert on PR #4242: posted")
+            && out.contains("comment https://github.com/pytorch/pytorch/pull/4242#issuecomment-77"),
+        "{out}"
+    );
+    assert!(!out.contains("build") && !out.contains("flaky"), "{out}");
+    let o = autorevert(&["check", "trunk", &parent, "--repo", REPO], &env);
+    let (out, _) = text(&o);
+    assert!(out.contains("revert (the baseline; revert)"), "{out}");
+    assert!(!out.contains("culprit"), "{out}");
+    let o = autorevert(&["check", "trunk", &newer, "--repo", REPO], &env);
+    let (out, _) = text(&o);
+    assert!(
+        out.contains(
+            "trunk:linux-jammy / build restart (to run again: same_revision_repro; restart)"
+        ),
+        "{out}"
+    );
+}

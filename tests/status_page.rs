@@ -14,6 +14,8 @@ use autorevert::store::rows::{EventRow, RestartRow, VerdictRow};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::{DateTime, Duration, Utc};
+use common::fake_github::FakeGitHub;
+use common::trunk_history::{SIGNAL, broken_trunk, landed, posted_revert, revert_comment_url};
 use common::*;
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -503,6 +505,128 @@ async fn the_api_lists_with_the_pages_shape() {
     let html = page(&app, "/").await;
     assert!(html.contains("held a restart at"), "{html}");
     assert!(html.contains("kill switch on: #77 by alice"));
+}
+
+/// The decision engine's section. The store holds what the engine recorded (a commit broke
+/// a test job; the suspect and its parent ran again side by side) and a revert already
+/// posted on the culprit's PR; the App started over it rebuilds the engine and loads the
+/// action, and the next push makes it decide.
+#[tokio::test]
+async fn decisions_show_the_signals_that_act_and_the_culprits_acted_on() {
+    let store = fresh_store().await;
+    let shas = broken_trunk(&store, Utc::now() - Duration::hours(6)).await;
+    let (baseline, suspect) = (&shas[1], &shas[2]);
+    let now = Utc::now();
+    let comment = revert_comment_url();
+    let mut asked = restart(1, Status::DryRun, None, "trunk");
+    asked.reason = format!("asked by the decision engine for {SIGNAL}");
+    let plain = restart(2, Status::DryRun, None, "trunk");
+    let mut b = Batch::default();
+    b.push(Entry::RevertAction(posted_revert(suspect, now)));
+    b.push(Entry::Restart(RestartRow::from(&asked)));
+    b.push(Entry::Restart(RestartRow::from(&plain)));
+    store.write(&mut b).await.unwrap();
+    let github = FakeGitHub::start(INSTALLATION, &[REPO]).await;
+    let app = TestApp::assemble(Options::default(), store, github, temp_dir()).await;
+    let v = api(&app, "/api/restarts").await;
+    assert_eq!(
+        v["decisions"]["signals"],
+        serde_json::json!([]),
+        "nothing decided yet"
+    );
+    assert_eq!(
+        v["decisions"]["actions"][0]["state"], "posted",
+        "loaded at start-up"
+    );
+
+    let push = common::payloads::push_body(&shas[4], &[&landed(206)]);
+    assert_eq!(app.deliver("push", &push).await.0, StatusCode::ACCEPTED);
+    app.settle().await;
+    let v = api(&app, "/api/restarts").await;
+    let d = &v["decisions"];
+    assert_eq!(
+        (&d["engine"], &d["revert_action"]),
+        (&Value::from(true), &Value::from("log"))
+    );
+    let signal = &d["signals"][0];
+    assert_eq!(signal["kind"], "revert", "{d:#}");
+    assert_eq!(signal["workflow"], "trunk");
+    assert_eq!(signal["job"], SIGNAL);
+    assert_eq!(signal["suspect"]["sha"], suspect.as_str());
+    assert_eq!(signal["baseline"]["sha"], baseline.as_str());
+    assert_eq!(
+        signal["suspect"]["url"],
+        format!("https://github.com/{REPO}/commit/{suspect}")
+    );
+    let actions = d["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 1, "acted on once, not again: {d:#}");
+    let a = &actions[0];
+    assert_eq!(
+        (&a["action"], &a["state"]),
+        (&Value::from("revert"), &Value::from("posted"))
+    );
+    assert_eq!(a["commit"]["sha"], suspect.as_str());
+    assert_eq!(
+        a["target"]["url"],
+        format!("https://github.com/{REPO}/pull/4242")
+    );
+    assert_eq!(a["comment_url"], comment.as_str());
+    assert!(
+        app.github.state.lock().unwrap().reverts.comments.is_empty(),
+        "REVERT_ACTION=log posts nothing"
+    );
+
+    let html = page(&app, "/").await;
+    assert_eq!(
+        html.matches("<tr class=\"signal-decision decision-revert\">")
+            .count(),
+        1,
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(
+            "suspect <a class=\"mono suspect\" href=\"https://github.com/{REPO}/commit/{suspect}\""
+        )),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(
+            "<a class=\"target\" href=\"https://github.com/{REPO}/pull/4242\">PR #4242</a>"
+        )),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!("<a class=\"comment\" href=\"{comment}\">")),
+        "{html}"
+    );
+    assert_eq!(rows(&html), 2, "the restarts are still listed");
+    let asked_page = page(&app, &format!("/restarts/{}", asked.restart_id)).await;
+    assert!(
+        asked_page.contains("<dt>Asked by</dt><dd class=\"asked-by\">the decision engine"),
+        "{asked_page}"
+    );
+    let detail = api(&app, &format!("/api/restarts/{}", asked.restart_id)).await;
+    assert_eq!(detail["restart"]["asked_by_engine"], true);
+    let plain_page = page(&app, &format!("/restarts/{}", plain.restart_id)).await;
+    assert!(!plain_page.contains("Asked by"), "{plain_page}");
+
+    // As a browser shows it (`status-decisions.png` among the test artifacts).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, app.router.clone()).into_future());
+    let dom = chromium(&["--dump-dom", &format!("{base}/")]).await;
+    assert!(dom.contains("<tr class=\"culprit\">"), "{dom}");
+    let dir = artifacts_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let shot = dir.join("status-decisions.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(&[
+        &format!("--screenshot={}", shot.display()),
+        "--window-size=1280,700",
+        &format!("{base}/"),
+    ])
+    .await;
+    assert!(std::fs::read(&shot).is_ok_and(|png| png.starts_with(b"\x89PNG")));
 }
 
 /// The page as a browser renders it: headless Chromium against the router on a real port.

@@ -1,5 +1,5 @@
 //! The command line: `serve`, `migrate`, `restart`, `check`, `replay`, `redeliver`,
-//! `doctor`, `healthcheck`, `simulate`.
+//! `doctor`, `healthcheck`, `simulate`, `signals`.
 
 mod check;
 mod doctor;
@@ -8,6 +8,7 @@ mod redeliver;
 mod replay;
 mod restart;
 mod serve;
+mod signals;
 mod simulate;
 
 use crate::config::{ClickHouseArgs, GitHubArgs, PolicyArgs, ServeArgs};
@@ -150,6 +151,10 @@ enum Cmd {
     /// Score decision policies (the App's engine, PyTorch's Lambda, any program) on a
     /// simulated trunk: false reverts, missed breakages, time to revert, restart job-hours.
     Simulate(simulate::SimulateArgs),
+    /// The signals grid of a workflow as the App decides it: main's commits (newest first)
+    /// × its signals, with each failing signal's decision (revert, restart, or why not)
+    /// and its reason, read from ClickHouse. --as-of shows an earlier moment.
+    Signals(signals::SignalsArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -275,6 +280,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             timeout_secs,
         } => healthcheck::run(listen_addr, Duration::from_secs(timeout_secs.max(1))).await,
         Cmd::Simulate(args) => simulate::run(args),
+        Cmd::Signals(args) => signals::run(args).await,
     }
 }
 
@@ -284,4 +290,18 @@ fn check_sha(sha: &str) -> Result<()> {
         bail!("{sha:?} is not a full commit SHA (40 hex characters)");
     }
     Ok(())
+}
+
+/// A time ago as the commands take it: `90m`, `6h`, `2d` (`--since`, `--as-of`); None when
+/// the text is not one.
+fn time_ago(text: &str) -> Option<chrono::Duration> {
+    let cut = text.char_indices().last().map_or(0, |(i, _)| i);
+    let (n, unit) = text.split_at(cut);
+    let n: i64 = n.parse().ok().filter(|n| (1..=100_000).contains(n))?;
+    match unit {
+        "m" => Some(chrono::Duration::minutes(n)),
+        "h" => Some(chrono::Duration::hours(n)),
+        "d" => Some(chrono::Duration::days(n)),
+        _ => None,
+    }
 }

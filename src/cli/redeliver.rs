@@ -190,20 +190,12 @@ pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
     let at = match DateTime::parse_from_rfc3339(text) {
         Ok(t) => t.with_timezone(&Utc),
         Err(_) => {
-            let cut = text.char_indices().last().map_or(0, |(i, _)| i);
-            let (n, unit) = text.split_at(cut);
-            let n: i64 = n.parse().ok().filter(|n| *n > 0).with_context(|| {
+            let ago = super::time_ago(text).with_context(|| {
                 format!(
                     "--since {text:?}: give a time (RFC 3339, 2026-11-30T08:00:00Z) or a time \
                      ago (90m, 6h, 2d)"
                 )
             })?;
-            let ago = match unit {
-                "m" => chrono::Duration::minutes(n),
-                "h" => chrono::Duration::hours(n),
-                "d" => chrono::Duration::days(n),
-                _ => bail!("--since {text:?}: the unit is m, h or d (90m, 6h, 2d)"),
-            };
             now - ago
         }
     };

@@ -7,6 +7,7 @@ pub mod binary;
 pub mod fake_github;
 pub mod payloads;
 pub mod scenario;
+pub mod trunk_history;
 
 pub use payloads::{JobEvent, RunEvent, rest_job};
 #[allow(unused_imports)] // used by the files that tell scenarios, not by every test file

@@ -5,9 +5,12 @@
 //! the routes take it as the rest of the path.
 //!
 //! Everything is read from ClickHouse (`store::status`), never from the in-memory ledger:
-//! a page reads `PER_PAGE` rows however long the ledger is.
+//! a page reads `PER_PAGE` rows however long the ledger is. The decision engine's section
+//! (`decisions`: signals with a revert or restart decision, actions on culprits) is the
+//! engine's own state, which it rebuilds from ClickHouse at start-up.
 
 mod api;
+pub mod decisions;
 mod html;
 pub mod view;
 
@@ -157,6 +160,8 @@ pub struct Listing {
     pub kill_switch: KillSwitchView,
     /// `RESTART_ACTION`: `run`, `log` (dry runs) or `skip`.
     pub mode: &'static str,
+    /// The decision engine: signals with a revert or restart decision, culprits acted on.
+    pub decisions: decisions::DecisionsView,
 }
 
 #[derive(Debug, Serialize)]
@@ -226,6 +231,7 @@ impl Pages {
                 RestartAction::Log => "log",
                 RestartAction::Skip => "skip",
             },
+            decisions: decisions::DecisionsView::of(engine),
         })
     }
 

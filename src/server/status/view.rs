@@ -21,6 +21,9 @@ pub struct RestartView {
     pub dispatch_attempts: u32,
     pub outcome: Option<&'static str>,
     pub reason: String,
+    /// Asked for by the decision engine (a suspect, its parent or a commit in between), not
+    /// by a failed run of the commit itself.
+    pub asked_by_engine: bool,
     pub original_run_id: u64,
     pub restart_run_id: Option<u64>,
     /// Why the last call about its check run failed (empty: none did).
@@ -94,6 +97,7 @@ impl RestartView {
             dispatch_attempts: r.dispatch_attempts,
             outcome: r.outcome.map(|o| o.as_str()),
             reason: r.reason.clone(),
+            asked_by_engine: asked_by_engine(r),
             original_run_id: r.original_run_id,
             restart_run_id: r.restart_run_id,
             check_run_error: r.check.error.clone(),
@@ -182,6 +186,18 @@ impl RestartView {
         self.outcome.unwrap_or("none")
     }
 }
+
+/// The decision engine's restarts say so in their reason until the dispatch replaces it,
+/// and in their scope's source (`jobs: asked by the decision engine; …`) once it is decided.
+fn asked_by_engine(r: &Restart) -> bool {
+    r.reason.starts_with(ENGINE_ASKS)
+        || r.scope
+            .as_ref()
+            .is_some_and(|s| s.source.contains(ENGINE_ASKS))
+}
+
+/// How the decision engine's restarts begin their reason (`pipeline::decider`).
+const ENGINE_ASKS: &str = "asked by the decision engine";
 
 /// A snake_case name as the pages show it.
 fn label(name: &str) -> String {
