@@ -6,7 +6,14 @@ use crate::signals::{Outcome, Signal, SignalCommit, SignalEvent, SignalKey, Trac
 use chrono::{Duration, TimeZone, Utc};
 use proptest::prelude::*;
 
+/// `F20`: a failure started at minute 20 on shard 1; `F20/3`: on shard 3 (`F20/2,3`:
+/// shards 2 and 3); a trailing `r` marks a restart run (`F20/3r`), the runs that pair.
 fn event(token: &str, run: u64) -> SignalEvent {
+    let (token, rerun) = match token.strip_suffix('r') {
+        Some(t) => (t, true),
+        None => (token, false),
+    };
+    let (token, shards) = token.split_once('/').unwrap_or((token, "1"));
     let (status, min) = token.split_at(1);
     let status = match status {
         "F" => Outcome::Failure,
@@ -14,15 +21,22 @@ fn event(token: &str, run: u64) -> SignalEvent {
         "P" => Outcome::Pending,
         other => panic!("bad token {other}"),
     };
+    let shard = |n: &str| format!("linux / test (default, {n}, 3)");
+    let failed_jobs: Vec<String> = match status {
+        Outcome::Failure => shards.split(',').map(shard).collect(),
+        _ => Vec::new(),
+    };
     SignalEvent {
         status,
         started_at: Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap()
             + Duration::minutes(min.parse().unwrap()),
-        ended_at: None,
         run_id: run,
         attempt: 1,
-        job_name: "linux / test (default, 1, 2)".into(),
+        job_name: failed_jobs.first().cloned().unwrap_or_else(|| shard("1")),
         job_id: run * 10,
+        failed_jobs,
+        rerun,
+        ..SignalEvent::default()
     }
 }
 
@@ -56,6 +70,15 @@ fn engine(cells: &[&str]) -> Decision {
 fn eager(cells: &[&str]) -> Decision {
     let cfg = DecisionConfig {
         restart_on_first_failure: true,
+        ..DecisionConfig::default()
+    };
+    decide(&grid(cells), &cfg)
+}
+
+/// The engine with session 6's outage guard on (a failure after the newest green).
+fn after_green(cells: &[&str]) -> Decision {
+    let cfg = DecisionConfig {
+        require_failure_after_green: true,
         ..DecisionConfig::default()
     };
     decide(&grid(cells), &cfg)
@@ -124,9 +147,10 @@ fn ineligible_reasons_each_on_its_grid() {
     );
     // The engine's guard: all of PyTorch's checks pass, but no failure started after the
     // newest green baseline, and a newer commit is still running (it may give one).
-    let grid_ = ["F21 P50", "F20 F22", "S10 S30"];
-    assert_eq!(reason(&engine(&grid_)), I::NoFailureAfterGreen);
+    let grid_ = ["F21 P50", "F20 F22r", "S10 S23r"];
+    assert_eq!(reason(&after_green(&grid_)), I::NoFailureAfterGreen);
     assert!(matches!(pytorch(&grid_), Decision::Revert(_)));
+    assert!(matches!(engine(&grid_), Decision::Revert(_)));
     // The engine holds restarts on a first failure: one failure on the newest finished
     // commit waits for the next commit (a running one above does not count).
     let patient = DecisionConfig::default();
@@ -176,7 +200,10 @@ fn the_first_failure_asks_for_the_suspect_again_and_its_parent() {
         restarts(&d),
         vec![
             ("c2".into(), vec![R::FewFailures, R::SameRevisionRepro]),
-            ("c1".into(), vec![R::NeedsLaterSuccess, R::FewSuccesses]),
+            (
+                "c1".into(),
+                vec![R::PairedBaseline, R::NeedsLaterSuccess, R::FewSuccesses]
+            ),
         ]
     );
 }
@@ -187,10 +214,13 @@ fn each_restart_reason() {
     let d = eager(&["F5", "S10 S12"]);
     assert_eq!(
         restarts(&d),
-        vec![(
-            "c2".into(),
-            vec![R::NeedsLaterFailure, R::FewFailures, R::SameRevisionRepro]
-        )]
+        vec![
+            (
+                "c2".into(),
+                vec![R::NeedsLaterFailure, R::FewFailures, R::SameRevisionRepro]
+            ),
+            ("c1".into(), vec![R::PairedBaseline]),
+        ]
     );
     // Enough failures and a sandwich, but the suspect failed once: reproduce it.
     assert_eq!(
@@ -199,11 +229,14 @@ fn each_restart_reason() {
     );
     // Everything else is there and settled, but no failure outlived the green baseline.
     assert_eq!(
-        restarts(&engine(&["F21", "F20 F22", "S10 S30"])),
-        vec![("c2".into(), vec![R::FailureAfterGreen])]
+        restarts(&after_green(&["F21", "F20 F22r", "S10 S23r"])),
+        vec![
+            ("c2".into(), vec![R::FailureAfterGreen]),
+            ("c1".into(), vec![R::PairedBaseline]),
+        ]
     );
     // One success on the baseline, and none after the failure.
-    let d = engine(&["F20 F40 F41", "S10"]);
+    let d = pytorch(&["F20 F40 F41", "S10"]);
     assert_eq!(
         restarts(&d),
         vec![("c1".into(), vec![R::NeedsLaterSuccess, R::FewSuccesses])]
@@ -218,7 +251,7 @@ fn untested_commits_between_the_sides_are_restarted_all_or_bisected() {
         restarts(&d),
         vec![
             ("c5".into(), vec![R::FewFailures]),
-            ("c4".into(), vec![R::Gap]),
+            ("c4".into(), vec![R::Gap, R::PairedBaseline]),
             ("c3".into(), vec![R::Gap]),
             ("c2".into(), vec![R::Gap]),
             ("c1".into(), vec![R::NeedsLaterSuccess]),
@@ -228,27 +261,41 @@ fn untested_commits_between_the_sides_are_restarted_all_or_bisected() {
         bisection_limit: Some(1),
         ..DecisionConfig::default()
     };
-    assert_eq!(shas(&decide(&grid(&cells), &one)), ["c5", "c3", "c1"]);
+    assert_eq!(shas(&decide(&grid(&cells), &one)), ["c5", "c4", "c3", "c1"]);
     // A running gap commit is covered: it uses the budget and splits the gap.
     let cells = ["F30", "F20", "", "P25", "", "", "", "S10 S15"];
     let two = DecisionConfig {
         bisection_limit: Some(2),
         ..DecisionConfig::default()
     };
-    assert_eq!(shas(&decide(&grid(&cells), &two)), ["c7", "c3", "c1"]);
+    assert_eq!(shas(&decide(&grid(&cells), &two)), ["c7", "c6", "c3", "c1"]);
 }
 
 #[test]
 fn a_commit_with_a_pending_event_is_never_restarted() {
     let d = eager(&["F20 P40", "S10"]);
     assert_eq!(shas(&d), ["c1"]);
-    let d = eager(&["F20", "S10 P30"]);
+    let d = pytorch(&["F20", "S10 P30"]);
     assert_eq!(shas(&d), ["c2"]);
+    // The engine pairs the suspect with its parent: it waits for the parent's running
+    // restart, but not for its running push run (which cannot pair): the parent is
+    // restarted alongside the suspect.
+    assert!(matches!(
+        eager(&["F20", "S10 P30r"]),
+        Decision::Ineligible(_)
+    ));
+    assert_eq!(
+        restarts(&eager(&["F20", "S10 P30"])),
+        vec![
+            ("c2".into(), vec![R::FewFailures, R::SameRevisionRepro]),
+            ("c1".into(), vec![R::PairedBaseline]),
+        ]
+    );
 }
 
 #[test]
 fn the_sandwich_reverts_with_its_evidence() {
-    let d = engine(&["F25 F35", "F20 F32", "S10 S30"]);
+    let d = engine(&["F25 F35", "F20 F32r", "S10 S31r"]);
     let Decision::Revert(r) = d else {
         panic!("expected a revert, got {d:?}")
     };
@@ -266,7 +313,7 @@ fn the_sandwich_reverts_with_its_evidence() {
 
 #[test]
 fn decisions_group_into_one_revert_per_commit_and_restarts_per_workflow_and_commit() {
-    let a = grid(&["F25 F35", "F20 F32", "S10 S30"]);
+    let a = grid(&["F25 F35", "F20 F32r", "S10 S31r"]);
     let mut b = a.clone();
     b.key = SignalKey::new("trunk", "linux / build");
     let mut c = grid(&["F30", "F20", "S10"]);
@@ -306,9 +353,12 @@ fn config_validation_names_the_setting() {
 }
 
 fn any_cell() -> impl Strategy<Value = String> {
-    prop::collection::vec((0..3usize, 0..90u32), 0..4).prop_map(|evs| {
+    prop::collection::vec((0..3usize, 0..90u32, 1..4u32, any::<bool>()), 0..4).prop_map(|evs| {
         evs.iter()
-            .map(|(s, m)| format!("{}{m}", ["F", "S", "P"][*s]))
+            .map(|(s, m, shard, rerun)| {
+                let r = if *rerun { "r" } else { "" };
+                format!("{}{m}/{shard}{r}", ["F", "S", "P"][*s])
+            })
             .collect::<Vec<_>>()
             .join(" ")
     })
@@ -326,8 +376,17 @@ proptest! {
             Decision::Restart(r) => {
                 prop_assert!(!r.commits.is_empty());
                 for c in &r.commits {
+                    // Only a suspect's parent is restarted while its push run runs.
                     let commit = s.commits.iter().find(|x| x.sha == c.sha).unwrap();
-                    prop_assert!(!commit.has_pending(), "{c:?}");
+                    let running_restart = commit
+                        .events
+                        .iter()
+                        .any(|e| e.status == Outcome::Pending && e.rerun);
+                    prop_assert!(!running_restart, "{c:?}");
+                    prop_assert!(
+                        !commit.has_pending() || c.reasons == [R::PairedBaseline],
+                        "{c:?}"
+                    );
                 }
             }
             Decision::Revert(r) => {
@@ -339,4 +398,140 @@ proptest! {
             Decision::Ineligible(_) => {}
         }
     }
+}
+
+/// The engine with the session-6 outage guard off: pairing alone guards the grids below.
+fn paired_only(cells: &[&str]) -> Decision {
+    let cfg = DecisionConfig {
+        require_failure_after_green: false,
+        ..DecisionConfig::default()
+    };
+    decide(&grid(cells), &cfg)
+}
+
+#[test]
+fn an_outage_that_fails_the_paired_parent_reverts_nothing() {
+    // Seed 5's pattern: the parent passed before the outage, the suspect's restart and a
+    // newer commit failed inside it. PyTorch reverts; the engine wants the pair.
+    let cells = ["F40/1,2,3", "F20/1,2,3 F60/1,2,3r", "S10 S25"];
+    assert!(matches!(pytorch(&cells), Decision::Revert(_)));
+    assert_eq!(
+        restarts(&paired_only(&cells)),
+        vec![
+            ("c2".into(), vec![R::SameRevisionRepro]),
+            ("c1".into(), vec![R::PairedBaseline]),
+        ]
+    );
+    // The pair ran inside the outage: the parent failed too. No revert, ever.
+    let cells = [
+        "F40/1,2,3",
+        "F20/1,2,3 F60/1,2,3r",
+        "S10 S25 F61/1,2,3r",
+        "S5",
+    ];
+    for d in [paired_only(&cells), engine(&cells)] {
+        assert!(!matches!(d, Decision::Revert(_)), "{d:?}");
+    }
+    // The parent's paired restart is still running: wait for it.
+    let cells = ["F40/1,2,3", "F20/1,2,3 F60/1,2,3r", "S10 S25 P61r"];
+    assert_eq!(reason(&paired_only(&cells)), I::UnpairedRepro);
+    // A parent success restarted too late (an hour apart) does not pair either.
+    let cells = ["F40/1", "F20/1 F60/1r", "S10 S15 S120r"];
+    assert!(!matches!(paired_only(&cells), Decision::Revert(_)));
+}
+
+#[test]
+fn flakes_on_different_shards_of_a_merged_signal_do_not_add_up() {
+    // Seed 40's pattern: four failures, each on another shard, all paired. PyTorch
+    // reverts (merged view); the engine asks the suspect to fail the same way again.
+    let cells = ["F40/3", "F30/2", "F20/1 F60/2r", "S10 S61r"];
+    assert!(matches!(pytorch(&cells), Decision::Revert(_)));
+    let d = paired_only(&cells);
+    assert_eq!(
+        restarts(&d),
+        vec![
+            ("c2".into(), vec![R::SameRevisionRepro]),
+            ("c1".into(), vec![R::PairedBaseline]),
+        ]
+    );
+    // The suspect still running: ineligible, and the detail names the shard it tracks.
+    let d = paired_only(&["F40/3", "F30/2", "F20/1 F60/2r P90r", "S10 S61r P91r"]);
+    let Decision::Ineligible(i) = d else {
+        panic!("expected ineligible, got {d:?}")
+    };
+    assert_eq!(i.reason, I::InsufficientFailures);
+    assert!(i.detail.contains("(default, 1, 3)"), "{}", i.detail);
+    // Any shard counts when `same_way_repro` is off.
+    let any = DecisionConfig {
+        same_way_repro: false,
+        require_failure_after_green: false,
+        ..DecisionConfig::default()
+    };
+    assert!(matches!(decide(&grid(&cells), &any), Decision::Revert(_)));
+}
+
+#[test]
+fn the_same_shard_reproduced_beside_a_green_parent_reverts() {
+    // The suspect failed shard 3 on its push run and again in a restart created a
+    // minute from its parent's restart, which passed.
+    let cells = ["F40/3", "F20/3 F60/3r", "S10 S61r"];
+    let d = paired_only(&cells);
+    let Decision::Revert(r) = &d else {
+        panic!("expected a revert, got {d:?}")
+    };
+    assert_eq!((r.suspect.as_str(), r.baseline.as_str()), ("c2", "c1"));
+    // A failure that also broke another shard still shares shard 3.
+    assert!(matches!(
+        paired_only(&["F40/3", "F20/1,3 F60/3r", "S10 S61r"]),
+        Decision::Revert(_)
+    ));
+    // Pairing goes by the runs' creation when known, not the jobs' start: the suspect's
+    // test started 20 minutes after its parent's, but both runs were created together.
+    let mut s = grid(&["F40/3", "F20/3 F80/3r", "S10 S61r"]);
+    let created = s.commits[1].events[1].started_at - Duration::minutes(19);
+    s.commits[1].events[1].run_created_at = Some(created);
+    s.commits[2].events[1].run_created_at = Some(created);
+    let cfg = DecisionConfig {
+        require_failure_after_green: false,
+        ..DecisionConfig::default()
+    };
+    assert!(matches!(decide(&s, &cfg), Decision::Revert(_)));
+    // Without the suspect's run, its test's start is 19 minutes from the parent's run.
+    s.commits[1].events[1].run_created_at = None;
+    assert_eq!(
+        restarts(&decide(&s, &cfg)),
+        vec![
+            ("c2".into(), vec![R::SameRevisionRepro]),
+            ("c1".into(), vec![R::PairedBaseline]),
+        ]
+    );
+}
+
+#[test]
+fn pairing_restarts_the_parent_below_a_gap_too() {
+    // The suspect has a gap commit below it: its parent is restarted with it (and is
+    // bisected anyway), so that the restart can count once the gap is resolved.
+    let d = eager(&["F30", "F20", "", "S10 S15"]);
+    assert_eq!(
+        restarts(&d),
+        vec![
+            ("c3".into(), vec![R::FewFailures]),
+            ("c2".into(), vec![R::Gap, R::PairedBaseline]),
+            ("c1".into(), vec![R::NeedsLaterSuccess]),
+        ]
+    );
+}
+
+#[test]
+fn pairing_settings_are_validated() {
+    let zero = DecisionConfig {
+        pairing_window_secs: Some(0),
+        ..DecisionConfig::default()
+    };
+    assert!(zero.validate().unwrap_err().contains("pairing_window_secs"));
+    let pytorch = DecisionConfig::pytorch();
+    assert_eq!(
+        (pytorch.pairing_window_secs, pytorch.same_way_repro),
+        (None, false)
+    );
 }
