@@ -11,8 +11,8 @@ use chrono::Duration;
 /// What the suspect's failures show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repro {
-    /// Failures on the suspect that failed the same way: the most that share one job
-    /// (every failure when `same_way_repro` is off).
+    /// Failures on the suspect that failed the same way: the most that share one job that
+    /// newer failing commits fail too (every failure when `same_way_repro` is off).
     pub same_way: usize,
     /// The job they share (None: no failure, or `same_way_repro` off).
     pub job: Option<String>,
@@ -37,8 +37,14 @@ pub fn of(s: &Signal, p: &Partition, cfg: &DecisionConfig) -> Repro {
         .iter()
         .filter(|e| e.status == Outcome::Failure)
         .collect();
+    let failed = p.failed_commits(s);
+    let newer: Vec<&SignalEvent> = failed[..failed.len() - 1]
+        .iter()
+        .flat_map(|c| c.events.iter())
+        .filter(|e| e.status == Outcome::Failure)
+        .collect();
     let (job, same_way): (Option<String>, Vec<&SignalEvent>) = if cfg.same_way_repro {
-        most_shared_job(&failures)
+        most_shared_job(&failures, &newer)
     } else {
         (None, failures)
     };
@@ -66,12 +72,20 @@ pub fn of(s: &Signal, p: &Partition, cfg: &DecisionConfig) -> Repro {
     }
 }
 
-/// The job most of these failures share, and the failures that failed it (ties: the
-/// first job by name).
-fn most_shared_job<'e>(failures: &[&'e SignalEvent]) -> (Option<String>, Vec<&'e SignalEvent>) {
+/// The job most of the suspect's failures share, and the failures that failed it (ties:
+/// the first job by name). When newer commits failed too, only a job that also fails on
+/// one of them counts: a breakage persists in the commits built on it, a flake that hit
+/// the same shard twice does not (session 7's seed 13).
+fn most_shared_job<'e>(
+    failures: &[&'e SignalEvent],
+    newer: &[&SignalEvent],
+) -> (Option<String>, Vec<&'e SignalEvent>) {
     let mut jobs: Vec<&str> = failures.iter().flat_map(|e| e.failing_jobs()).collect();
     jobs.sort_unstable();
     jobs.dedup();
+    if !newer.is_empty() {
+        jobs.retain(|j| newer.iter().any(|e| e.failing_jobs().contains(j)));
+    }
     let mut best: (Option<String>, Vec<&SignalEvent>) = (None, Vec::new());
     for job in jobs {
         let with: Vec<&SignalEvent> = failures
