@@ -223,6 +223,42 @@ fn the_binary_writes_truth_events_and_decisions_as_json_lines() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Session 6's engine: PyTorch's reproduction (any shard, no paired parent) with the
+/// after-green outage guard.
+fn session6() -> DecisionConfig {
+    DecisionConfig {
+        pairing_window_secs: None,
+        same_way_repro: false,
+        require_failure_after_green: true,
+        ..DecisionConfig::default()
+    }
+}
+
+/// The engine's false reverts on one full default day (2 % flakes, one outage).
+fn false_reverts(seed: u64, cfg: DecisionConfig) -> Vec<String> {
+    let opts = Options {
+        first_seed: seed,
+        ..options(1, SimConfig::default(), vec![PolicyChoice::Engine(cfg)])
+    };
+    let out = simulator::run(&opts).unwrap();
+    out.seeds[0].false_revert_shas.clone()
+}
+
+#[test]
+fn the_two_false_reverts_of_session_6_are_gone() {
+    // Seed 5: `asan / build` reverted during the `linux.4xlarge` outage; seed 40: flakes
+    // on different shards of `gcc11 / test (distributed)` added up to a reproduction.
+    for seed in [5, 40] {
+        assert_eq!(
+            false_reverts(seed, session6()).len(),
+            1,
+            "seed {seed}: session 6's rules revert an innocent commit"
+        );
+        let now = false_reverts(seed, DecisionConfig::default());
+        assert!(now.is_empty(), "seed {seed}: {now:?}");
+    }
+}
+
 #[test]
 fn bad_settings_are_refused_with_the_flag_named() {
     let out = Command::new(env!("CARGO_BIN_EXE_autorevert"))
@@ -231,6 +267,13 @@ fn bad_settings_are_refused_with_the_flag_named() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--flake-rate"));
+    let out = Command::new(env!("CARGO_BIN_EXE_autorevert"))
+        .args(["simulate", "--any-shard-repro", "--policies", "engine"])
+        .args(["--failure-after-green", "maybe"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--failure-after-green"));
 }
 
 #[test]

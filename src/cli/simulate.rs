@@ -52,6 +52,18 @@ pub struct SimulateArgs {
     /// waits for a newer commit's result: far fewer restarts for flakes).
     #[arg(long)]
     restart_first_failure: bool,
+    /// The engine's pairing window in seconds (a reproduction counts only with a parent
+    /// success restarted alongside it); 0: no pairing, as PyTorch.
+    #[arg(long, default_value_t = DecisionConfig::PAIRING_WINDOW_SECS)]
+    pairing_window_secs: u32,
+    /// The engine counts a reproduction on any shard of the signal, as PyTorch does (by
+    /// default it must fail the same job as another failure on the suspect).
+    #[arg(long)]
+    any_shard_repro: bool,
+    /// The engine's outage guard of session 6 (a failure must start after the newest
+    /// baseline success), on or off.
+    #[arg(long)]
+    failure_after_green: Option<bool>,
     /// The decision window, hours (DECIDE_LOOKBACK_HOURS).
     #[arg(long, default_value_t = 16.0)]
     lookback_hours: f64,
@@ -96,11 +108,20 @@ impl SimulateArgs {
         if self.policy_tick_secs <= 0 {
             bail!("--policy-tick-secs must be positive");
         }
+        let defaults = DecisionConfig::default();
         let engine = DecisionConfig {
             bisection_limit: self.bisection_limit,
             restart_on_first_failure: self.restart_first_failure,
-            ..DecisionConfig::default()
+            pairing_window_secs: (self.pairing_window_secs > 0).then_some(self.pairing_window_secs),
+            same_way_repro: !self.any_shard_repro,
+            require_failure_after_green: self
+                .failure_after_green
+                .unwrap_or(defaults.require_failure_after_green),
+            ..defaults
         };
+        engine
+            .validate()
+            .map_err(|e| anyhow::anyhow!("engine rules: {e}"))?;
         let mut policies: Vec<PolicyChoice> = self
             .policies
             .iter()

@@ -3,10 +3,14 @@
 use serde::Serialize;
 
 /// The decision rules' thresholds. `pytorch()` is PyTorch's autorevert Lambda
-/// (pytorch-autorevert.md §4.3); `Default` is the App's engine: the same rules plus one
-/// guard against outages (`require_failure_after_green`), with flakiness judged on the
-/// commits the decision is about (`flaky_across_window` off), and no restart for a lone
-/// first failure until a newer commit has a result (`restart_on_first_failure` off).
+/// (pytorch-autorevert.md §4.3); `Default` is the App's engine: the same rules, with a
+/// reproduction that must fail the same shard (`same_way_repro`) in a restart paired with
+/// a green restart of the parent (`pairing_window_secs`: the guard against outages),
+/// flakiness judged on the commits the decision is about (`flaky_across_window` off), and
+/// no restart for a lone first failure until a newer commit has a result
+/// (`restart_on_first_failure` off). Session 6's outage guard
+/// (`require_failure_after_green`) is kept as a setting, off: pairing does its job
+/// without waiting for a newer failure.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DecisionConfig {
     /// Failure events needed over the failed side (PyTorch: 3).
@@ -33,9 +37,25 @@ pub struct DecisionConfig {
     /// finished commit waits for a newer commit's result first; a flake is then usually
     /// over (the newer commit passes) before anything is restarted.
     pub restart_on_first_failure: bool,
+    /// A reproduction on the suspect counts only when a baseline (parent) success ran
+    /// alongside it: both restarts, created at most this many seconds apart (LUCI
+    /// Bisection re-runs the suspect and its parent together). An outage then fails the
+    /// parent too and nothing is reverted. The engine restarts the two as a pair.
+    /// `None`: unpaired reproductions count (PyTorch).
+    pub pairing_window_secs: Option<u32>,
+    /// A reproduction must fail the same job (shard) as another failure on the suspect:
+    /// the suspect "failed the same way" `suspect_failures` times. Flakes on different
+    /// shards of a merged signal then do not add up (PyTorch: off; the signal itself
+    /// stays merged either way).
+    pub same_way_repro: bool,
 }
 
 impl DecisionConfig {
+    /// The engine's pairing window: the suspect's and its parent's restarts are
+    /// dispatched together, so their runs are created seconds apart; five minutes leaves
+    /// room for a slow or paced dispatch and little for an outage to begin in between.
+    pub const PAIRING_WINDOW_SECS: u32 = 300;
+
     /// PyTorch's Lambda, as it runs (every gap commit at once).
     pub fn pytorch() -> DecisionConfig {
         DecisionConfig {
@@ -46,6 +66,8 @@ impl DecisionConfig {
             require_failure_after_green: false,
             flaky_across_window: true,
             restart_on_first_failure: true,
+            pairing_window_secs: None,
+            same_way_repro: false,
         }
     }
 
@@ -63,6 +85,11 @@ impl DecisionConfig {
                 self.suspect_failures, self.min_failure_events
             ));
         }
+        if self.pairing_window_secs == Some(0) {
+            return Err(
+                "pairing_window_secs must be at least 1 second (or unset: no pairing)".into(),
+            );
+        }
         Ok(())
     }
 }
@@ -70,9 +97,12 @@ impl DecisionConfig {
 impl Default for DecisionConfig {
     fn default() -> DecisionConfig {
         DecisionConfig {
-            require_failure_after_green: true,
+            // Pairing guards against outages without waiting for a newer failure.
+            require_failure_after_green: false,
             flaky_across_window: false,
             restart_on_first_failure: false,
+            pairing_window_secs: Some(DecisionConfig::PAIRING_WINDOW_SECS),
+            same_way_repro: true,
             ..DecisionConfig::pytorch()
         }
     }

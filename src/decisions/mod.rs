@@ -8,11 +8,13 @@ pub mod config;
 pub mod explain;
 pub mod partition;
 pub mod plan;
+pub mod repro;
 pub mod rules;
 
 pub use config::DecisionConfig;
 pub use partition::{Partition, Sandwich};
 pub use plan::{Plan, plan};
+pub use repro::Repro;
 pub use rules::{
     Decision, Ineligible, IneligibleReason, Restart, RestartCommit, RestartReason, Revert, decide,
 };

@@ -5,6 +5,7 @@
 use super::bisect;
 use super::config::DecisionConfig;
 use super::partition::{Partition, Sandwich};
+use super::repro::{self, Repro};
 use crate::restart::snake_case_enum;
 use crate::signals::{Outcome, Signal, SignalCommit, Track};
 use serde::Serialize;
@@ -34,6 +35,9 @@ pub enum IneligibleReason {
     NoFailureAfterGreen,
     /// One failure, on the newest finished commit: waiting for a newer commit's result.
     FirstFailure,
+    /// No reproduction on the suspect ran alongside a success of its parent (the
+    /// engine's pairing: an outage would have failed the parent too).
+    UnpairedRepro,
 }
 }
 
@@ -54,6 +58,9 @@ pub enum RestartReason {
     SameRevisionRepro,
     /// The suspect: the failure must outlive a green baseline (the engine's outage guard).
     FailureAfterGreen,
+    /// The baseline, restarted together with the suspect: a reproduction counts only
+    /// with a parent success alongside it (the engine's pairing).
+    PairedBaseline,
 }
 }
 
@@ -215,31 +222,21 @@ fn restarts(
     }
     let suspect_i = p.failed.end - 1;
     let baseline_i = p.successful.start;
-    let suspect = &s.commits[suspect_i];
     let baseline = &s.commits[baseline_i];
-    let mut want_suspect = |why| {
-        if !suspect.has_pending() {
-            wanted.push((suspect_i, why));
+    let for_suspect = suspect_wants(s, p, sandwich, cfg);
+    // Paired: the suspect's parent (the baseline, or the gap commit just below) goes with
+    // it, so that the restart can count as a reproduction. A parent whose restart is
+    // running is awaited; its push run still running is not (a push run never pairs).
+    let pairing = cfg.pairing_window_secs.is_some();
+    let parent_free = !s.commits[suspect_i + 1]
+        .events
+        .iter()
+        .any(|e| e.status == Outcome::Pending && (e.rerun || !pairing));
+    if !for_suspect.is_empty() && !s.commits[suspect_i].has_pending() && (parent_free || !pairing) {
+        wanted.extend(for_suspect.into_iter().map(|why| (suspect_i, why)));
+        if pairing {
+            wanted.push((suspect_i + 1, RestartReason::PairedBaseline));
         }
-    };
-    if sandwich == Sandwich::NeedsFailure {
-        want_suspect(RestartReason::NeedsLaterFailure);
-    }
-    if p.failure_events(s) < cfg.min_failure_events {
-        want_suspect(RestartReason::FewFailures);
-    }
-    let no_gap = p.unknown.is_empty();
-    if s.track == Track::Job && no_gap && suspect.events.len() < cfg.suspect_failures {
-        want_suspect(RestartReason::SameRevisionRepro);
-    }
-    let settled = !p.failed_commits(s).iter().any(SignalCommit::has_pending);
-    if cfg.require_failure_after_green
-        && no_gap
-        && settled
-        && sandwich == Sandwich::Confirmed
-        && !p.failure_after_green(s)
-    {
-        want_suspect(RestartReason::FailureAfterGreen);
     }
     if !baseline.has_pending() {
         if sandwich == Sandwich::NeedsSuccess {
@@ -249,6 +246,41 @@ fn restarts(
             wanted.push((baseline_i, RestartReason::FewSuccesses));
         }
     }
+    merge(s, wanted)
+}
+
+/// Why the suspect should run again, if it should.
+fn suspect_wants(
+    s: &Signal,
+    p: &Partition,
+    sandwich: Sandwich,
+    cfg: &DecisionConfig,
+) -> Vec<RestartReason> {
+    let mut why = Vec::new();
+    if sandwich == Sandwich::NeedsFailure {
+        why.push(RestartReason::NeedsLaterFailure);
+    }
+    if p.failure_events(s) < cfg.min_failure_events {
+        why.push(RestartReason::FewFailures);
+    }
+    let no_gap = p.unknown.is_empty();
+    if s.track == Track::Job && no_gap && !repro::of(s, p, cfg).done(cfg) {
+        why.push(RestartReason::SameRevisionRepro);
+    }
+    let settled = !p.failed_commits(s).iter().any(SignalCommit::has_pending);
+    if cfg.require_failure_after_green
+        && no_gap
+        && settled
+        && sandwich == Sandwich::Confirmed
+        && !p.failure_after_green(s)
+    {
+        why.push(RestartReason::FailureAfterGreen);
+    }
+    why
+}
+
+/// Commit indices with reasons, as restarts newest first (one entry per commit).
+fn merge(s: &Signal, mut wanted: Vec<(usize, RestartReason)>) -> Vec<RestartCommit> {
     wanted.sort_by_key(|(i, _)| *i);
     let mut out: Vec<RestartCommit> = Vec::new();
     for (i, why) in wanted {
@@ -278,6 +310,7 @@ fn final_checks(
     let failures = p.failure_events(s);
     let successes = p.success_events(s);
     let suspect = p.suspect(s);
+    let repro: Repro = repro::of(s, p, cfg);
     Some(if sandwich != Sandwich::Confirmed {
         ineligible(R::InfraNotConfirmed, format!("time check: {sandwich:?}"))
     } else if failures < cfg.min_failure_events {
@@ -296,14 +329,16 @@ fn final_checks(
                 cfg.min_success_events
             ),
         )
-    } else if s.track == Track::Job && suspect.count(Outcome::Failure) < cfg.suspect_failures {
+    } else if s.track == Track::Job && repro.same_way < cfg.suspect_failures {
+        let how = repro
+            .job
+            .as_deref()
+            .map_or(String::new(), |j| format!(" failing {j}"));
         ineligible(
             R::InsufficientFailures,
             format!(
-                "{} failure(s) on the suspect {}, {} needed",
-                suspect.count(Outcome::Failure),
-                suspect.sha,
-                cfg.suspect_failures
+                "{} failure(s){how} on the suspect {}, {} needed",
+                repro.same_way, suspect.sha, cfg.suspect_failures
             ),
         )
     } else if !p.unknown.is_empty() {
@@ -315,6 +350,15 @@ fn final_checks(
         ineligible(
             R::PendingGap,
             format!("untested or running: {}", shas.join(", ")),
+        )
+    } else if s.track == Track::Job && !repro.paired {
+        ineligible(
+            R::UnpairedRepro,
+            format!(
+                "no failure on {} ran alongside a success of its parent {}",
+                suspect.sha,
+                p.baseline(s).sha
+            ),
         )
     } else if cfg.require_failure_after_green && !p.failure_after_green(s) {
         ineligible(

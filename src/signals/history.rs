@@ -13,7 +13,7 @@
 
 use super::model::{Outcome, Signal, SignalCommit, SignalEvent, SignalKey, Track};
 use crate::intake::events::{Job, Run};
-use crate::intake::states::{Conclusion, RunStatus, failed};
+use crate::intake::states::{Conclusion, RunStatus, Trigger, failed};
 use crate::restart::outcome::{base_name, is_excluded};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -170,6 +170,8 @@ struct RunSeen {
     rank: u64,
     completed: bool,
     created_at: DateTime<Utc>,
+    /// A restart: a `workflow_dispatch` run or a re-run attempt.
+    rerun: bool,
 }
 
 /// Everything seen about the window's commits, from which any signal can be built.
@@ -243,6 +245,7 @@ impl History {
             rank: run.status.rank(),
             completed: run.status == RunStatus::Completed,
             created_at: run.created_at,
+            rerun: run.event == Trigger::WorkflowDispatch || run.run_attempt > 1,
         };
         let runs = self
             .runs
@@ -295,6 +298,12 @@ impl History {
                     .into_iter()
                     .flatten()
                     .filter_map(|(&(run_id, attempt), jobs)| attempt_event(run_id, attempt, jobs))
+                    .map(|mut e| {
+                        let run = self.run_seen(sha, &key.workflow, e.run_id, e.attempt);
+                        e.run_created_at = run.map(|r| r.created_at);
+                        e.rerun = e.attempt > 1 || run.is_some_and(|r| r.rerun);
+                        e
+                    })
                     .collect();
                 self.add_synthetic_pending(key, sha, attempts, &mut events);
                 SignalCommit::new(sha, events)
@@ -305,6 +314,11 @@ impl History {
             track: Track::Job,
             commits,
         }
+    }
+
+    /// A run attempt of this workflow on this commit, when seen.
+    fn run_seen(&self, sha: &str, workflow: &str, run_id: u64, attempt: u32) -> Option<&RunSeen> {
+        self.runs.get(sha)?.get(workflow)?.get(&(run_id, attempt))
     }
 
     fn add_synthetic_pending(
@@ -332,6 +346,9 @@ impl History {
                     attempt,
                     job_name: String::new(),
                     job_id: 0,
+                    failed_jobs: Vec::new(),
+                    run_created_at: Some(run.created_at),
+                    rerun: run.rerun || attempt > 1,
                 });
             }
         }
@@ -402,6 +419,13 @@ fn attempt_event(run_id: u64, attempt: u32, jobs: &BTreeMap<u64, JobSeen>) -> Op
         Outcome::Pending => None,
         _ => jobs.values().filter_map(|j| j.completed_at).max(),
     };
+    let mut failed_jobs: Vec<String> = jobs
+        .values()
+        .filter(|j| failed(j.conclusion.as_ref()))
+        .map(|j| j.name.clone())
+        .collect();
+    failed_jobs.sort_unstable();
+    failed_jobs.dedup();
     Some(SignalEvent {
         status,
         started_at,
@@ -410,5 +434,8 @@ fn attempt_event(run_id: u64, attempt: u32, jobs: &BTreeMap<u64, JobSeen>) -> Op
         attempt,
         job_name: job.name.clone(),
         job_id: *job_id,
+        failed_jobs,
+        run_created_at: None,
+        rerun: attempt > 1,
     })
 }

@@ -6,16 +6,18 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The outcome of one run attempt of a signal's jobs on one commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Success,
     Failure,
+    #[default]
     Pending,
 }
 
 /// One observation: a run attempt's jobs of this signal on one commit (shards merged).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `Default` gives a pending event at the epoch, for building one field by field.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct SignalEvent {
     pub status: Outcome,
     /// The effective start: the earliest of the attempt's jobs' `max(started_at, created_at)`.
@@ -28,6 +30,38 @@ pub struct SignalEvent {
     pub job_name: String,
     /// That job's id (0: a synthetic pending event for a run whose jobs are not known yet).
     pub job_id: u64,
+    /// Every failed job of the attempt (the shards that failed), sorted; empty when none
+    /// failed or when unknown (then `job_name` stands for the failure).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_jobs: Vec<String>,
+    /// When the run (attempt) was created, when the run is known: a restart's dispatch
+    /// time, which pairs a suspect's restart with its parent's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_created_at: Option<DateTime<Utc>>,
+    /// The run is a restart: a `workflow_dispatch` (the App's `trunk/{sha}` restarts) or
+    /// a re-run attempt. Only restarts pair (push runs of neighbours are minutes apart by
+    /// chance, and an outage can start between them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rerun: bool,
+}
+
+impl SignalEvent {
+    /// The jobs this event failed: `failed_jobs`, or `job_name` for a failure that does
+    /// not list them.
+    pub fn failing_jobs(&self) -> Vec<&str> {
+        if self.status != Outcome::Failure {
+            return Vec::new();
+        }
+        if self.failed_jobs.is_empty() {
+            return vec![self.job_name.as_str()];
+        }
+        self.failed_jobs.iter().map(String::as_str).collect()
+    }
+
+    /// When the run started, as far as known: its creation, else the jobs' start.
+    pub fn run_start(&self) -> DateTime<Utc> {
+        self.run_created_at.unwrap_or(self.started_at)
+    }
 }
 
 /// One commit of a signal: its events, oldest start first.

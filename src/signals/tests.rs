@@ -194,3 +194,32 @@ fn the_window_forgets_old_commits_and_their_failures() {
     assert_eq!(h.failing_keys().count(), 0);
     assert_eq!(h.signal(&key()).commits.len(), 1);
 }
+
+#[test]
+fn an_event_lists_its_failed_shards_and_knows_a_restart_and_when_it_was_created() {
+    let mut h = history(&["a"]);
+    // A push run (never recorded as a run): shards 1 and 2 fail.
+    h.record_job(&job(1, 10, 1, SHARD1, "a", Some("failure")));
+    h.record_job(&job(2, 10, 1, SHARD2, "a", Some("failure")));
+    // A restart (workflow_dispatch, created at minute 50): shard 2 fails again.
+    h.record_run(&run(20, "a", "in_progress"));
+    h.record_job(&job(3, 20, 1, SHARD2, "a", Some("failure")));
+    // A re-run attempt of the push run: a restart even without its run seen.
+    h.record_job(&job(4, 10, 2, SHARD1, "a", Some("success")));
+    let events = h.signal(&key()).commits[0].events.clone();
+    let push = events.iter().find(|e| e.run_id == 10 && e.attempt == 1);
+    let push = push.expect("the push run's event");
+    assert_eq!(push.failed_jobs, [SHARD1, SHARD2]);
+    assert_eq!(push.failing_jobs(), [SHARD1, SHARD2]);
+    assert!(!push.rerun);
+    assert_eq!(push.run_created_at, None);
+    assert_eq!(push.run_start(), push.started_at);
+    let restart = events.iter().find(|e| e.run_id == 20).expect("the restart");
+    assert_eq!(restart.failed_jobs, [SHARD2]);
+    assert!(restart.rerun);
+    assert_eq!(restart.run_created_at, Some(t(50)));
+    assert_eq!(restart.run_start(), t(50));
+    let rerun = events.iter().find(|e| e.attempt == 2).expect("the re-run");
+    assert!(rerun.rerun);
+    assert!(rerun.failed_jobs.is_empty() && rerun.failing_jobs().is_empty());
+}

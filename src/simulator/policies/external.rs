@@ -2,7 +2,8 @@
 //! one JSON line on its stdin, the state it may see:
 //!
 //! `{"now": "<RFC 3339>", "signals": [{"workflow", "job", "commits": [{"sha", "events":
-//! [{"status", "started_at", "ended_at", "run_id", "attempt", "job_name", "job_id"}]}]}]}`
+//! [{"status", "started_at", "ended_at", "run_id", "attempt", "job_name", "job_id",
+//! "failed_jobs"?, "run_created_at"?, "rerun"?}]}]}]}`
 //!
 //! (failing signals only; every commit of the window, newest first), and reads back one
 //! JSON line of actions: `{"restarts": [{"workflow", "sha", "jobs": [..]?}], "reverts":

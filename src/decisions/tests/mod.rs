@@ -6,7 +6,14 @@ use crate::signals::{Outcome, Signal, SignalCommit, SignalEvent, SignalKey, Trac
 use chrono::{Duration, TimeZone, Utc};
 use proptest::prelude::*;
 
+/// `F20`: a failure started at minute 20 on shard 1; `F20/3`: on shard 3 (`F20/2,3`:
+/// shards 2 and 3); a trailing `r` marks a restart run (`F20/3r`), the runs that pair.
 fn event(token: &str, run: u64) -> SignalEvent {
+    let (token, rerun) = match token.strip_suffix('r') {
+        Some(t) => (t, true),
+        None => (token, false),
+    };
+    let (token, shards) = token.split_once('/').unwrap_or((token, "1"));
     let (status, min) = token.split_at(1);
     let status = match status {
         "F" => Outcome::Failure,
@@ -14,15 +21,22 @@ fn event(token: &str, run: u64) -> SignalEvent {
         "P" => Outcome::Pending,
         other => panic!("bad token {other}"),
     };
+    let shard = |n: &str| format!("linux / test (default, {n}, 3)");
+    let failed_jobs: Vec<String> = match status {
+        Outcome::Failure => shards.split(',').map(shard).collect(),
+        _ => Vec::new(),
+    };
     SignalEvent {
         status,
         started_at: Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap()
             + Duration::minutes(min.parse().unwrap()),
-        ended_at: None,
         run_id: run,
         attempt: 1,
-        job_name: "linux / test (default, 1, 2)".into(),
+        job_name: failed_jobs.first().cloned().unwrap_or_else(|| shard("1")),
         job_id: run * 10,
+        failed_jobs,
+        rerun,
+        ..SignalEvent::default()
     }
 }
 
@@ -56,6 +70,15 @@ fn engine(cells: &[&str]) -> Decision {
 fn eager(cells: &[&str]) -> Decision {
     let cfg = DecisionConfig {
         restart_on_first_failure: true,
+        ..DecisionConfig::default()
+    };
+    decide(&grid(cells), &cfg)
+}
+
+/// The engine with session 6's outage guard on (a failure after the newest green).
+fn after_green(cells: &[&str]) -> Decision {
+    let cfg = DecisionConfig {
+        require_failure_after_green: true,
         ..DecisionConfig::default()
     };
     decide(&grid(cells), &cfg)
@@ -124,9 +147,10 @@ fn ineligible_reasons_each_on_its_grid() {
     );
     // The engine's guard: all of PyTorch's checks pass, but no failure started after the
     // newest green baseline, and a newer commit is still running (it may give one).
-    let grid_ = ["F21 P50", "F20 F22", "S10 S30"];
-    assert_eq!(reason(&engine(&grid_)), I::NoFailureAfterGreen);
+    let grid_ = ["F21 P50", "F20 F22r", "S10 S23r"];
+    assert_eq!(reason(&after_green(&grid_)), I::NoFailureAfterGreen);
     assert!(matches!(pytorch(&grid_), Decision::Revert(_)));
+    assert!(matches!(engine(&grid_), Decision::Revert(_)));
     // The engine holds restarts on a first failure: one failure on the newest finished
     // commit waits for the next commit (a running one above does not count).
     let patient = DecisionConfig::default();
@@ -176,7 +200,10 @@ fn the_first_failure_asks_for_the_suspect_again_and_its_parent() {
         restarts(&d),
         vec![
             ("c2".into(), vec![R::FewFailures, R::SameRevisionRepro]),
-            ("c1".into(), vec![R::NeedsLaterSuccess, R::FewSuccesses]),
+            (
+                "c1".into(),
+                vec![R::PairedBaseline, R::NeedsLaterSuccess, R::FewSuccesses]
+            ),
         ]
     );
 }
@@ -187,10 +214,13 @@ fn each_restart_reason() {
     let d = eager(&["F5", "S10 S12"]);
     assert_eq!(
         restarts(&d),
-        vec![(
-            "c2".into(),
-            vec![R::NeedsLaterFailure, R::FewFailures, R::SameRevisionRepro]
-        )]
+        vec![
+            (
+                "c2".into(),
+                vec![R::NeedsLaterFailure, R::FewFailures, R::SameRevisionRepro]
+            ),
+            ("c1".into(), vec![R::PairedBaseline]),
+        ]
     );
     // Enough failures and a sandwich, but the suspect failed once: reproduce it.
     assert_eq!(
@@ -199,11 +229,14 @@ fn each_restart_reason() {
     );
     // Everything else is there and settled, but no failure outlived the green baseline.
     assert_eq!(
-        restarts(&engine(&["F21", "F20 F22", "S10 S30"])),
-        vec![("c2".into(), vec![R::FailureAfterGreen])]
+        restarts(&after_green(&["F21", "F20 F22r", "S10 S23r"])),
+        vec![
+            ("c2".into(), vec![R::FailureAfterGreen]),
+            ("c1".into(), vec![R::PairedBaseline]),
+        ]
     );
     // One success on the baseline, and none after the failure.
-    let d = engine(&["F20 F40 F41", "S10"]);
+    let d = pytorch(&["F20 F40 F41", "S10"]);
     assert_eq!(
         restarts(&d),
         vec![("c1".into(), vec![R::NeedsLaterSuccess, R::FewSuccesses])]
@@ -218,7 +251,7 @@ fn untested_commits_between_the_sides_are_restarted_all_or_bisected() {
         restarts(&d),
         vec![
             ("c5".into(), vec![R::FewFailures]),
-            ("c4".into(), vec![R::Gap]),
+            ("c4".into(), vec![R::Gap, R::PairedBaseline]),
             ("c3".into(), vec![R::Gap]),
             ("c2".into(), vec![R::Gap]),
             ("c1".into(), vec![R::NeedsLaterSuccess]),
@@ -228,27 +261,41 @@ fn untested_commits_between_the_sides_are_restarted_all_or_bisected() {
         bisection_limit: Some(1),
         ..DecisionConfig::default()
     };
-    assert_eq!(shas(&decide(&grid(&cells), &one)), ["c5", "c3", "c1"]);
+    assert_eq!(shas(&decide(&grid(&cells), &one)), ["c5", "c4", "c3", "c1"]);
     // A running gap commit is covered: it uses the budget and splits the gap.
     let cells = ["F30", "F20", "", "P25", "", "", "", "S10 S15"];
     let two = DecisionConfig {
         bisection_limit: Some(2),
         ..DecisionConfig::default()
     };
-    assert_eq!(shas(&decide(&grid(&cells), &two)), ["c7", "c3", "c1"]);
+    assert_eq!(shas(&decide(&grid(&cells), &two)), ["c7", "c6", "c3", "c1"]);
 }
 
 #[test]
 fn a_commit_with_a_pending_event_is_never_restarted() {
     let d = eager(&["F20 P40", "S10"]);
     assert_eq!(shas(&d), ["c1"]);
-    let d = eager(&["F20", "S10 P30"]);
+    let d = pytorch(&["F20", "S10 P30"]);
     assert_eq!(shas(&d), ["c2"]);
+    // The engine pairs the suspect with its parent: it waits for the parent's running
+    // restart, but not for its running push run (which cannot pair): the parent is
+    // restarted alongside the suspect.
+    assert!(matches!(
+        eager(&["F20", "S10 P30r"]),
+        Decision::Ineligible(_)
+    ));
+    assert_eq!(
+        restarts(&eager(&["F20", "S10 P30"])),
+        vec![
+            ("c2".into(), vec![R::FewFailures, R::SameRevisionRepro]),
+            ("c1".into(), vec![R::PairedBaseline]),
+        ]
+    );
 }
 
 #[test]
 fn the_sandwich_reverts_with_its_evidence() {
-    let d = engine(&["F25 F35", "F20 F32", "S10 S30"]);
+    let d = engine(&["F25 F35", "F20 F32r", "S10 S31r"]);
     let Decision::Revert(r) = d else {
         panic!("expected a revert, got {d:?}")
     };
@@ -266,7 +313,7 @@ fn the_sandwich_reverts_with_its_evidence() {
 
 #[test]
 fn decisions_group_into_one_revert_per_commit_and_restarts_per_workflow_and_commit() {
-    let a = grid(&["F25 F35", "F20 F32", "S10 S30"]);
+    let a = grid(&["F25 F35", "F20 F32r", "S10 S31r"]);
     let mut b = a.clone();
     b.key = SignalKey::new("trunk", "linux / build");
     let mut c = grid(&["F30", "F20", "S10"]);
@@ -306,9 +353,12 @@ fn config_validation_names_the_setting() {
 }
 
 fn any_cell() -> impl Strategy<Value = String> {
-    prop::collection::vec((0..3usize, 0..90u32), 0..4).prop_map(|evs| {
+    prop::collection::vec((0..3usize, 0..90u32, 1..4u32, any::<bool>()), 0..4).prop_map(|evs| {
         evs.iter()
-            .map(|(s, m)| format!("{}{m}", ["F", "S", "P"][*s]))
+            .map(|(s, m, shard, rerun)| {
+                let r = if *rerun { "r" } else { "" };
+                format!("{}{m}/{shard}{r}", ["F", "S", "P"][*s])
+            })
             .collect::<Vec<_>>()
             .join(" ")
     })
@@ -326,8 +376,17 @@ proptest! {
             Decision::Restart(r) => {
                 prop_assert!(!r.commits.is_empty());
                 for c in &r.commits {
+                    // Only a suspect's parent is restarted while its push run runs.
                     let commit = s.commits.iter().find(|x| x.sha == c.sha).unwrap();
-                    prop_assert!(!commit.has_pending(), "{c:?}");
+                    let running_restart = commit
+                        .events
+                        .iter()
+                        .any(|e| e.status == Outcome::Pending && e.rerun);
+                    prop_assert!(!running_restart, "{c:?}");
+                    prop_assert!(
+                        !commit.has_pending() || c.reasons == [R::PairedBaseline],
+                        "{c:?}"
+                    );
                 }
             }
             Decision::Revert(r) => {
@@ -340,3 +399,5 @@ proptest! {
         }
     }
 }
+
+mod repro;
