@@ -257,6 +257,10 @@ fn the_two_false_reverts_of_session_6_are_gone() {
         let now = false_reverts(seed, DecisionConfig::default());
         assert!(now.is_empty(), "seed {seed}: {now:?}");
     }
+    // Seed 13: the first cut of session 7 reverted a real breakage's parent, whose shard 1
+    // flaked twice; the reproduction must also fail on the newer commits.
+    let seed13 = false_reverts(13, DecisionConfig::default());
+    assert!(seed13.is_empty(), "seed 13: {seed13:?}");
 }
 
 #[test]
