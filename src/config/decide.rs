@@ -29,6 +29,15 @@ pub struct DecideArgs {
     /// Untested commits restarted at once per signal (bisection); unset: all of them.
     #[arg(long, env = "BISECTION_LIMIT")]
     pub bisection_limit: Option<usize>,
+    /// A failure on the suspect counts as reproduced only in a restart created within this
+    /// many seconds of a passing restart of its parent (LUCI's pair; an outage fails both).
+    /// 0: PyTorch's rule, no pairing.
+    #[arg(long, env = "DECIDE_PAIRING_WINDOW_SECS", default_value_t = 300)]
+    pub decide_pairing_window_secs: u32,
+    /// The suspect must fail the same job (shard) again, and newer failing commits too
+    /// (false: PyTorch's merged view, any shard counts).
+    #[arg(long, env = "DECIDE_SAME_WAY_REPRO", default_value_t = true, action = clap::ArgAction::Set)]
+    pub decide_same_way_repro: bool,
     /// What to do about a culprit: skip; log (record what it would do); notify (a comment
     /// on NOTIFY_ISSUE); revert (`@pytorchbot revert` on the commit's PR).
     #[arg(long, env = "REVERT_ACTION", default_value = "log")]
@@ -65,6 +74,8 @@ impl DecideArgs {
             min_success_events: self.decide_min_successes,
             suspect_failures: self.decide_suspect_failures,
             bisection_limit: self.bisection_limit,
+            pairing_window_secs: Some(self.decide_pairing_window_secs).filter(|s| *s > 0),
+            same_way_repro: self.decide_same_way_repro,
             ..DecisionConfig::default()
         };
         if let Err(why) = rules.validate() {

@@ -269,6 +269,7 @@ impl Engine {
         }
         let mut commands = commands;
         commands.extend(self.decide_signals(d).await);
+        commands.extend(self.pair_restarts(&commands, d).await);
         let row = DeliveryRow::of(d, &commands, Utc::now());
         self.evidence.record(Entry::Delivery(row)).await;
         commands
@@ -289,6 +290,27 @@ impl Engine {
         }
         for b in decided.blamed {
             self.reverts.consider(b);
+        }
+        done
+    }
+
+    /// A failed run's restart goes with a restart of its commit's parent, for the jobs that
+    /// failed (the decision rules count a reproduction only beside a green parent run).
+    async fn pair_restarts(&self, commands: &[Command], d: &Delivery) -> Vec<Command> {
+        if self.decider.settings().rules.pairing_window_secs.is_none() {
+            return Vec::new();
+        }
+        let mut done = Vec::new();
+        for c in commands {
+            let Command::Dispatch { restart } = c else {
+                continue;
+            };
+            if !restart.asked_jobs.is_empty() {
+                continue; // the engine's own: it asks for the pair itself
+            }
+            if let Some(ask) = self.decider.parent_of_restart(&restart.key) {
+                done.extend(self.ask(ask, d).await);
+            }
         }
         done
     }

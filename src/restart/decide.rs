@@ -128,8 +128,9 @@ pub struct Asked {
 }
 
 /// What an engine's ask comes to, under the same cap, give-up and pacing as any restart.
-/// A commit that already has a restart gets nothing new and nothing logged: the engine
-/// asks again on every event until the restart's jobs show up as pending.
+/// A commit whose restart is under way (or recorded as a dry run) gets nothing new and
+/// nothing logged: the engine asks again on every event until the restart's jobs show up
+/// as pending. A finished one leaves the decision to the cap.
 pub fn decide_asked(
     asked: Asked,
     delivery_id: &str,
@@ -143,7 +144,10 @@ pub fn decide_asked(
         original_run_id: asked.original_run_id,
         reason,
     };
-    if existing.iter().any(|r| r.status != Status::DispatchFailed) {
+    let under_way = |r: &Restart| {
+        r.status.awaits_run() || matches!(r.status, Status::Confirmed | Status::DryRun)
+    };
+    if existing.iter().any(under_way) {
         return Vec::new();
     }
     if let Some(reason) = held_back(existing, ledger, policy, now) {

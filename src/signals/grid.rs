@@ -652,6 +652,7 @@ mod tests {
             attempt: 1,
             job_name: String::new(),
             job_id: 0,
+            ..SignalEvent::default()
         })
         .collect();
         assert_eq!(cell_text(&events, 3), "FS+");

@@ -130,6 +130,17 @@ impl Decider {
         decided
     }
 
+    /// The restart of `sha`'s parent that goes with a restart of `sha` (LUCI's pair: a
+    /// reproduction counts only beside a green parent run at the same time), for the jobs
+    /// that failed on `sha`; None when the parent or the failures are not known.
+    pub fn parent_of_restart(&self, key: &crate::restart::RestartKey) -> Option<Ask> {
+        if !self.settings.enabled {
+            return None;
+        }
+        let repos = self.repos();
+        repos.get(&key.repo)?.parent_ask(key)
+    }
+
     /// Decides one signal again, from what is known now (just before acting on it).
     pub fn recheck(&self, repo: &str, key: &SignalKey) -> Option<Decision> {
         let repos = self.repos();

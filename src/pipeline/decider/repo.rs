@@ -142,6 +142,46 @@ impl RepoState {
         }
     }
 
+    /// The parent of a restarted commit, asked for with the jobs that failed on it.
+    pub(super) fn parent_ask(&self, key: &RestartKey) -> Option<Ask> {
+        let parent = self.history.commits().parent(&key.head_sha)?.to_string();
+        let mut jobs: Vec<String> = self
+            .history
+            .failing_keys()
+            .filter(|k| k.workflow == key.workflow)
+            .filter(|k| {
+                let signal = self.history.signal(k);
+                let on = signal.commits.iter().find(|c| c.sha == key.head_sha);
+                on.is_some_and(|c| c.has_failure())
+            })
+            .map(|k| k.job.clone())
+            .collect();
+        jobs.sort();
+        if jobs.is_empty() {
+            return None;
+        }
+        let file = self.files.get(&key.workflow)?.clone();
+        let original = (key.workflow.clone(), parent.clone());
+        Some(Ask {
+            asked: Asked {
+                key: RestartKey {
+                    head_sha: parent.clone(),
+                    ..key.clone()
+                },
+                workflow_file: file,
+                original_run_id: self.push_runs.get(&original).copied().unwrap_or(0),
+                installation_id: self.installation,
+                reason: format!(
+                    "the parent of {}, restarted beside it for {}",
+                    &key.head_sha[..key.head_sha.len().min(10)],
+                    jobs.join(", ")
+                ),
+                jobs,
+            },
+            new: true,
+        })
+    }
+
     /// Decides the signals; rows for the decisions that changed, asks and culprits.
     pub(super) fn decide(
         &mut self,

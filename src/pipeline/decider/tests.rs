@@ -69,7 +69,12 @@ fn run(i: u32, run: u64, restart: bool, status: RunStatus) -> Event {
             conclusion: None,
             run_attempt: 1,
             workflow_id: 1,
-            created_at: at(i64::from(i) * 10),
+            // The App's restarts of a commit and its parent are created together (a pair).
+            created_at: if restart {
+                at(100)
+            } else {
+                at(i64::from(i) * 10)
+            },
             updated_at: None,
             html_url: String::new(),
             url: String::new(),
