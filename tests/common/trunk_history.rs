@@ -109,7 +109,11 @@ pub async fn broken_trunk(store: &Store, t0: DateTime<Utc>) -> Vec<String> {
             sha: s.clone(),
             pushed_at: t0 + Duration::minutes(30 * i as i64),
             seq: 0,
-            parent: if i == 0 { String::new() } else { shas[i - 1].clone() },
+            parent: if i == 0 {
+                String::new()
+            } else {
+                shas[i - 1].clone()
+            },
             delivery_id: String::new(),
         }));
     }

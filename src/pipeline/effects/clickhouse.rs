@@ -64,6 +64,15 @@ impl Evidence for ClickHouseEvidence {
         self.store.pytorch_reverts_of(table, repo, sha).await
     }
 
+    async fn pytorch_reverts_since(
+        &self,
+        table: &str,
+        repo: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64> {
+        self.store.pytorch_reverts_since(table, repo, since).await
+    }
+
     async fn revert_actions(
         &self,
         since: chrono::DateTime<chrono::Utc>,

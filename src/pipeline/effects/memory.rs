@@ -79,6 +79,15 @@ impl Evidence for MemoryEvidence {
         anyhow::bail!("no ClickHouse is configured to read PyTorch's action log from")
     }
 
+    async fn pytorch_reverts_since(
+        &self,
+        _: &str,
+        _: &str,
+        _: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64> {
+        anyhow::bail!("no ClickHouse is configured to read PyTorch's action log from")
+    }
+
     async fn revert_actions(
         &self,
         _: chrono::DateTime<chrono::Utc>,

@@ -49,6 +49,13 @@ pub trait Evidence: Send + Sync {
     async fn pytorch_event(&self, table: &str, row: PytorchEventRow) -> Result<()>;
     /// Whether PyTorch's action log holds a revert of `sha` (the Lambda's, or ours).
     async fn pytorch_reverted(&self, table: &str, repo: &str, sha: &str) -> Result<bool>;
+    /// Commits PyTorch's action log shows reverted since `since` (the Lambda's and ours).
+    async fn pytorch_reverts_since(
+        &self,
+        table: &str,
+        repo: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64>;
     /// The actions on culprits decided since `since` (once per commit, the daily cap).
     async fn revert_actions(
         &self,

@@ -163,6 +163,29 @@ impl Reverts {
         crate::pipeline::effects::tell_pytorch(&*self.evidence, table, row, &about).await;
     }
 
+    /// Commits reverted in the last 24 hours by the Lambda or us, as its action log says.
+    async fn pytorch_reverts_last_day(&self, b: &Blamed, now: DateTime<Utc>) -> u32 {
+        let Some(table) = &self.acting.pytorch_events else {
+            return 0;
+        };
+        let since = now - chrono::Duration::hours(24);
+        match self
+            .evidence
+            .pytorch_reverts_since(table, &b.repo, since)
+            .await
+        {
+            Ok(n) => n.min(u64::from(u32::MAX)) as u32,
+            Err(e) => {
+                tracing::warn!(
+                    repo = b.repo,
+                    error = format!("{e:#}"),
+                    "PyTorch's action log not read"
+                );
+                0
+            }
+        }
+    }
+
     /// Whether the Lambda (or we, before) reverted the commit; unreadable: not known so.
     async fn reverted_by_pytorch(&self, b: &Blamed) -> bool {
         let Some(table) = &self.acting.pytorch_events else {
@@ -195,6 +218,7 @@ impl Reverts {
                 Some(crate::decisions::Decision::Revert(r)) if r.suspect == b.sha)
         });
         let by_pytorch = self.reverted_by_pytorch(b).await;
+        let pytorch_day = self.pytorch_reverts_last_day(b, now).await;
         let switch = self.kill_switches.state(&b.repo, b.installation_id).await;
         guards.kill_switch = switch.hold_reason().is_some();
         {
@@ -208,6 +232,8 @@ impl Reverts {
                 .filter(|r| r.repo == b.repo && r.action == "revert" && r.state == "posted")
                 .filter(|r| now - r.updated_at < chrono::Duration::hours(24))
                 .count() as u32;
+            // The action log holds ours too (when written): the larger count, not the sum.
+            guards.reverts_last_day = guards.reverts_last_day.max(pytorch_day);
         }
         let facts = match self.acting.mode {
             RevertMode::Revert | RevertMode::Log => self.facts(b).await,
