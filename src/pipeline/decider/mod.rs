@@ -104,6 +104,8 @@ impl Decider {
         let cutoff = now - self.settings.lookback;
         for r in repos.values_mut() {
             r.history.forget_before(cutoff);
+            // Known at once (status page), and not written again as new by the next event.
+            r.seed_decisions(&self.settings.rules);
         }
         (state.commits.len(), state.jobs.len())
     }

@@ -182,6 +182,16 @@ impl RepoState {
         })
     }
 
+    /// The decision of every failing signal, as the last one known (after a rebuild):
+    /// nothing is recorded or acted on here; the next event acts as usual.
+    pub(super) fn seed_decisions(&mut self, rules: &DecisionConfig) {
+        let keys: Vec<SignalKey> = self.history.failing_keys().cloned().collect();
+        for key in keys {
+            let d = decide(&self.history.signal(&key), rules);
+            self.last.insert(key, d);
+        }
+    }
+
     /// Decides the signals; rows for the decisions that changed, asks and culprits.
     pub(super) fn decide(
         &mut self,

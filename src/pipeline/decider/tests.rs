@@ -258,6 +258,55 @@ fn a_rebuilt_decider_decides_as_the_live_one() {
     assert_eq!(order, (1..=4).rev().map(sha).collect::<Vec<_>>());
 }
 
+/// Rows of every event of `events`, as ClickHouse would keep them.
+fn state_of(events: &[Event]) -> SignalState {
+    let d = Decider::new(Settings::default());
+    let mut state = SignalState::default();
+    for e in events {
+        for row in d.on_event(e, "d", &policy(), at(200)).rows {
+            match row {
+                Entry::MainCommit(c) => state.commits.push(c),
+                Entry::Run(r) => state.runs.push(r),
+                _ => {}
+            }
+        }
+        if let Event::WorkflowJob(j) = e {
+            state
+                .jobs
+                .push(crate::store::rows::JobResultRow::new(&j.repo, &j.job));
+        }
+    }
+    state
+}
+
+#[test]
+fn a_rebuilt_decider_knows_its_decisions_without_recording_them_again() {
+    let mut events = Vec::new();
+    for i in 1..=4 {
+        events.push(push(i));
+        events.push(run(i, u64::from(i), false, RunStatus::InProgress));
+    }
+    for i in 1..=4 {
+        let c = if i >= 3 {
+            Conclusion::Failure
+        } else {
+            Conclusion::Success
+        };
+        events.push(job(i, u64::from(i), false, i64::from(i) * 10 + 40, c));
+    }
+    let live = Decider::new(Settings::default());
+    feed(&live, &events);
+    let rebuilt = Decider::new(Settings::default());
+    rebuilt.rebuild(&state_of(&events), at(200));
+    assert!(!rebuilt.decisions(REPO).is_empty(), "known at start-up");
+    assert_eq!(rebuilt.decisions(REPO), live.decisions(REPO));
+    let again = rebuilt.on_event(events.last().expect("an event"), "d", &policy(), at(200));
+    assert!(
+        again.rows.is_empty(),
+        "the same decision is not recorded again"
+    );
+}
+
 #[test]
 fn pushes_in_one_second_or_out_of_order_land_in_the_order_of_their_parents() {
     let same_second = |i: u32| {
