@@ -123,7 +123,7 @@ fn feed(d: &Decider, events: &[Event]) -> Decided {
 }
 
 /// Commits 1..=4 on main: 1 and 2 pass, 3 and 4 fail the same job.
-fn breakage(d: &Decider) -> Decided {
+fn breakage_events() -> Vec<Event> {
     let mut events = Vec::new();
     for i in 1..=4 {
         events.push(push(i));
@@ -137,7 +137,11 @@ fn breakage(d: &Decider) -> Decided {
         };
         events.push(job(i, u64::from(i), false, i64::from(i) * 10 + 40, c));
     }
-    feed(d, &events)
+    events
+}
+
+fn breakage(d: &Decider) -> Decided {
+    feed(d, &breakage_events())
 }
 
 #[test]
@@ -281,19 +285,7 @@ fn state_of(events: &[Event]) -> SignalState {
 
 #[test]
 fn a_rebuilt_decider_knows_its_decisions_without_recording_them_again() {
-    let mut events = Vec::new();
-    for i in 1..=4 {
-        events.push(push(i));
-        events.push(run(i, u64::from(i), false, RunStatus::InProgress));
-    }
-    for i in 1..=4 {
-        let c = if i >= 3 {
-            Conclusion::Failure
-        } else {
-            Conclusion::Success
-        };
-        events.push(job(i, u64::from(i), false, i64::from(i) * 10 + 40, c));
-    }
+    let events = breakage_events();
     let live = Decider::new(Settings::default());
     feed(&live, &events);
     let rebuilt = Decider::new(Settings::default());
